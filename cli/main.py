@@ -1,0 +1,97 @@
+"""The `mapsolve` command. `mapsolve INSTANCE` solves; subcommands evaluate, validate, schema, ... sit beside it.
+
+Exit codes: 0 success; 1 verification disagreement; 2 bad input (file, JSON, spec, mapping rules);
+3 infeasible instance; 4 no mapping found within the limits; 5 internal inconsistency (a bug: solver and
+evaluator disagree); 130 interrupted.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mapsolve.model import InputError, MappingError, analyze, check_capacity, load_instance, load_mapping
+from mapsolve.model.spec import Instance, Mapping
+
+from .report import print_result
+
+EXIT_MISMATCH, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Optimal mappings of attention and transformer Einsum cascades onto spatial accelerators.")
+
+
+def fail(message: str, code: int = EXIT_INPUT) -> None:
+    """Print one line to stderr and exit: the only way errors leave the CLI."""
+    typer.echo(f"mapsolve: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def evaluate(instance: Path = typer.Argument(..., help="Instance JSON file."),
+             mapping: Path = typer.Argument(..., help="Mapping JSON file (or a `mapsolve --json` result)."),
+             as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON.")) -> None:
+    """Evaluate a mapping exactly: energy (fJ), latency (cycles) and the breakdown."""
+    try:
+        inst = load_instance(instance)
+        mp = load_mapping(mapping)
+        result = analyze(inst, mp)
+        check_capacity(inst, result)
+    except (InputError, MappingError) as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=1))
+    else:
+        print_result(inst, mp, result)
+
+
+@app.command()
+def validate(instance: Path = typer.Argument(..., help="Instance JSON file.")) -> None:
+    """Check an instance file: spec, names, numbers, architecture facts."""
+    try:
+        inst = load_instance(instance)
+    except InputError as exc:
+        fail(str(exc))
+    wl = inst.workload
+    typer.echo(f"{instance}: ok — {len(wl.einsums)} einsums, {len(wl.ranks)} ranks, "
+               f"{len(inst.architecture.levels)} levels, {len(inst.architecture.compute_units)} compute units")
+
+
+@app.command()
+def schema(kind: str = typer.Argument(..., help="instance or mapping")) -> None:
+    """Print the JSON Schema of an instance or a mapping file."""
+    models = {"instance": Instance, "mapping": Mapping}
+    if kind not in models:
+        fail(f"schema: unknown kind {kind!r}; use instance or mapping")
+    typer.echo(json.dumps(models[kind].model_json_schema(), indent=1))
+
+
+def _register_optional_commands() -> None:
+    """Commands from later layers (solver, traces) register themselves if present."""
+    try:
+        from . import solve_cmd  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - only while a layer is missing
+        if "solve_cmd" not in str(exc):
+            raise
+
+
+def run() -> None:
+    """Entry point: `mapsolve INSTANCE [options]` is shorthand for `mapsolve solve INSTANCE [options]`."""
+    _register_optional_commands()
+    argv = sys.argv[1:]
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    names |= {g.name for g in app.registered_groups}
+    if argv and argv[0] not in names and not argv[0].startswith("-") and "solve" in names:
+        argv = ["solve", *argv]
+    try:
+        app(args=argv, prog_name="mapsolve")
+    except KeyboardInterrupt:
+        typer.echo("mapsolve: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,179 @@
+"""The exact evaluator: counts, capacity, energy and latency of a mapping (docs/model.md §4–6).
+
+This is the one implementation of the cost semantics. The solver's tables and the enumerator's matrices are
+derived from the same `Nest` quantities, and every solver answer is re-evaluated here.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from math import ceil
+
+from .nest import Nest, build_nests
+from .result import GroupResult, MappingError, Result, TensorCounts, UnitCounts
+from .spec import Instance, Mapping
+from .units import fj
+
+
+def _counts_of(n: Nest, filled_once: set[tuple[str, int]]) -> dict[tuple[int, str], TensorCounts]:
+    """Per (path position, tensor) counts of one Einsum. `filled_once` dedupes a fused group's shared copies."""
+    out: dict[tuple[int, str], TensorCounts] = {}
+
+    def at(pos: int, t: str) -> TensorCounts:
+        return out.setdefault((pos, t), TensorCounts())
+
+    fpos = n.fpos()
+    ops = n.ops
+    for tref in n.einsum.inputs:
+        t = tref.tensor
+        kept = n.keep[t]
+        for parent, pos in zip(kept, kept[1:]):
+            if fpos is not None and pos <= fpos:
+                key = (t, n.path[pos])
+                if key in filled_once:
+                    continue
+                filled_once.add(key)
+            fills = n.inst(pos) * n.tile(pos, t) * n.reload(pos, t)
+            served = fills // n.multicast(parent, pos, t)
+            c = at(pos, t)
+            c.fills += fills
+            c.writes += fills
+            p = at(parent, t)
+            p.reads += served
+            p.multicast += fills - served
+        inner = at(kept[-1], t)
+        served = ops // n.multicast(kept[-1], None, t)
+        inner.reads += served
+        inner.multicast += ops - served
+
+    o = n.einsum.output.tensor
+    kept = n.keep[o]
+    arriving = ops // n.reduction(kept[-1], None, o)
+    at(kept[-1], o).reductions += ops - arriving
+    for i in range(len(kept) - 1, -1, -1):
+        pos = kept[i]
+        c = at(pos, o)
+        first_visits = n.inst(pos) * n.tile(pos, o) * n.reload_relevant(pos, o)
+        c.updates += arriving
+        c.writes += arriving
+        c.update_reads += arriving - first_visits
+        c.reads += arriving - first_visits
+        if i == 0:
+            break
+        parent = kept[i - 1]
+        base = n.inst(pos) * n.tile(pos, o)
+        drains = base * n.reload(pos, o)
+        readbacks = base * (n.reload(pos, o) - n.reload_relevant(pos, o))
+        c.drains += drains
+        c.reads += drains
+        c.fills += readbacks
+        c.readbacks += readbacks
+        c.writes += readbacks
+        p = at(parent, o)
+        p.reads += readbacks
+        arriving = drains // n.reduction(parent, pos, o)
+        p.reductions += drains - arriving
+    return out
+
+
+def _capacity(inst: Instance, nests: list[Nest]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Words per instance each level needs: the worst group (docs/model.md §5)."""
+    levels = inst.architecture.levels
+    need: dict[str, int] = {lv.name: 0 for lv in levels}
+    detail: dict[str, dict[str, int]] = {lv.name: {} for lv in levels}
+    groups: dict[tuple[str, ...], list[Nest]] = {}
+    for n in nests:
+        groups.setdefault(n.group.einsums, []).append(n)
+    for members in groups.values():
+        f = members[0].group.fusion_level
+        for li, lv in enumerate(levels):
+            shared: dict[str, int] = {}
+            worst: dict[str, int] = {}
+            for n in members:
+                if li not in n.path:
+                    continue
+                pos = n.path.index(li)
+                tiles = {t: n.tile(pos, t) for t, kept in n.keep.items() if pos in kept}
+                if f is not None and li <= f:
+                    shared.update(tiles)
+                elif sum(tiles.values()) > sum(worst.values()):
+                    worst = {f"{n.einsum.name}.{t}": v for t, v in tiles.items()}
+            total = sum(shared.values()) + sum(worst.values())
+            if total > need[lv.name] or (total == need[lv.name] and not detail[lv.name]):
+                need[lv.name] = total
+                detail[lv.name] = {**shared, **worst}
+    return need, detail
+
+
+def analyze(inst: Instance, mapping: Mapping) -> Result:
+    """Validate the mapping (capacity excepted) and compute every count, energy and latency exactly."""
+    arch = inst.architecture
+    nests = build_nests(inst, mapping)
+    counts: dict[tuple[str, str], TensorCounts] = {}
+    units = {u.name: UnitCounts() for u in arch.compute_units}
+    unit_capacity: dict[str, Fraction] = {u.name: Fraction(0) for u in arch.compute_units}
+    groups: list[GroupResult] = []
+    filled: dict[tuple[str, ...], set] = {}
+    order: list[tuple[str, ...]] = []
+    for n in nests:
+        if n.group.einsums not in order:
+            order.append(n.group.einsums)
+    for names in order:
+        members = [n for n in nests if n.group.einsums == names]
+        unit_cycles: dict[str, int] = {}
+        level_time: dict[str, Fraction] = {}
+        for n in members:
+            unit = arch.unit(n.unit)
+            cost = unit.ops[n.einsum.op]
+            cycles = ceil(Fraction(n.steps) / cost.per_cycle)
+            unit_cycles[n.unit] = unit_cycles.get(n.unit, 0) + cycles
+            uc = units[n.unit]
+            uc.ops += n.ops
+            uc.cycles += cycles
+            uc.energy_fj += n.ops * fj(cost.energy_pj)
+            lanes = unit.mesh.size
+            for li in n.path[1:]:
+                lanes *= arch.levels[li].mesh.size
+            unit_capacity[n.unit] += cycles * lanes * cost.per_cycle
+            for (pos, t), c in _counts_of(n, filled.setdefault(names, set())).items():
+                level = arch.levels[n.path[pos]]
+                counts.setdefault((level.name, t), TensorCounts()).add(c)
+                if level.bandwidth is not None:
+                    words = c.reads + c.writes
+                    level_time[level.name] = level_time.get(level.name, Fraction(0)) + \
+                        Fraction(words) / (n.inst(pos) * level.bandwidth)
+        level_cycles = {name: ceil(tm) for name, tm in level_time.items()}
+        candidates = {**{f"unit {u}": c for u, c in unit_cycles.items()},
+                      **{f"level {lv}": c for lv, c in level_cycles.items()}}
+        bound_by = max(candidates, key=lambda k: candidates[k])
+        g = members[0].group
+        groups.append(GroupResult(list(names), arch.levels[g.fusion_level].name if g.fusion_level is not None
+                                  else None, candidates[bound_by], unit_cycles, level_cycles, bound_by))
+    level_energy = {}
+    by_name = {lv.name: lv for lv in arch.levels}
+    for (lv, t), c in counts.items():
+        level_energy[(lv, t)] = c.reads * fj(by_name[lv].read_pj) + c.writes * fj(by_name[lv].write_pj)
+    need, detail = _capacity(inst, nests)
+    utilization = {u: (Fraction(units[u].ops) / cap if cap else Fraction(0)) for u, cap in unit_capacity.items()}
+    for u, cap in unit_capacity.items():
+        units[u].capacity_ops = int(cap)
+    energy = sum(level_energy.values()) + sum(u.energy_fj for u in units.values())
+    return Result(energy, sum(g.latency_cycles for g in groups), counts, level_energy, units, groups, need,
+                  detail, utilization)
+
+
+def check_capacity(inst: Instance, result: Result) -> None:
+    wb = inst.workload.word_bits
+    for lv in inst.architecture.levels:
+        cap = lv.capacity(wb)
+        need = result.capacity_required.get(lv.name, 0)
+        if cap is not None and need > cap:
+            tiles = ", ".join(f"{t} {v}" for t, v in result.capacity_detail[lv.name].items())
+            raise MappingError(f"level {lv.name}: live tiles need {need} words per instance ({tiles}); "
+                               f"capacity is {cap}")
+
+
+def evaluate(inst: Instance, mapping: Mapping) -> Result:
+    """`analyze`, then reject the mapping if any level's live tiles exceed its capacity."""
+    result = analyze(inst, mapping)
+    check_capacity(inst, result)
+    return result

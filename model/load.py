@@ -1,0 +1,112 @@
+"""Reading instance and mapping files, with one-line errors that name the field or the cause."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .spec import Instance, Mapping
+
+
+class InputError(ValueError):
+    """Bad input: not JSON, wrong types, unknown fields, impossible numbers. The message is one line."""
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _where(loc: tuple) -> str:
+    parts = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        elif "[" in str(p) or "function-" in str(p):
+            continue  # pydantic's internal union/validator tags
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts) or "(top level)"
+
+
+def one_line(err: ValidationError) -> str:
+    e = err.errors()[0]
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        msg = "unknown field"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{_where(tuple(e['loc']))}: {msg}{more}".replace("\n", " ")
+
+
+def parse(model: type[M], text: str, source: str) -> M:
+    try:
+        data = json.loads(text, parse_float=str, parse_int=_bounded_int)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except OverflowError as exc:
+        raise InputError(f"{source}: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise InputError(f"{source}: {one_line(err)}") from None
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 30:
+        raise OverflowError(f"number {text[:20]}... is too big")
+    return int(text)
+
+
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+
+
+def load_instance(path: str | Path) -> Instance:
+    inst = parse(Instance, _read(path), str(path))
+    check_instance(inst, str(path))
+    return inst
+
+
+def load_mapping(path: str | Path) -> "Mapping":
+    """A mapping file, or the `mapping` field of a `mapsolve --json` result file."""
+    text = _read(path)
+    try:
+        data = json.loads(text, parse_float=str)
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and "mapping" in data and "einsums" not in data:
+        text = json.dumps(data["mapping"])
+    return parse(Mapping, text, str(path))
+
+
+def check_instance(inst: Instance, source: str = "instance") -> None:
+    """Architecture facts no mapping can get around, caught before any search."""
+    arch, wl = inst.architecture, inst.workload
+    root = arch.levels[0]
+    for e in wl.einsums:
+        for t in (e.output, *e.inputs):
+            if root.may_keep is not None and t.tensor not in root.may_keep:
+                raise InputError(f"{source}: architecture.levels[0] ({root.name}): may_keep must allow every "
+                                 f"tensor; {t.tensor} has nowhere to live")
+    for li, lv in enumerate(arch.levels):
+        cap = lv.capacity(wl.word_bits)
+        if cap is None:
+            continue
+        for e in wl.einsums:
+            users = [u.name for u in arch.compute_units if e.op in u.ops and li in arch.path(u.name)]
+            if not users:
+                continue
+            must = [t.tensor for t in (e.output, *e.inputs) if t.tensor in lv.must_keep]
+            if len(must) > cap:
+                raise InputError(f"{source}: architecture.levels[{li}] ({lv.name}): capacity {cap} words cannot "
+                                 f"hold even one-word tiles of {must} (must_keep) for einsum {e.name}")
+    for li, lv in enumerate(arch.levels):
+        for t in lv.must_keep:
+            if lv.may_keep is not None and t not in lv.may_keep:
+                raise InputError(f"{source}: architecture.levels[{li}] ({lv.name}): {t} is in must_keep "
+                                 f"but not in may_keep")

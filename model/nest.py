@@ -1,0 +1,318 @@
+"""One Einsum's loop nest, flattened, with the reuse quantities the cost model is built from.
+
+A mapping says loops per level; the cost model reasons about the whole nest from DRAM to the compute unit.
+`build_nests` validates a mapping against the rules of docs/model.md §2–3 and returns one `Nest` per Einsum.
+Everything here is integer arithmetic on factors: tiles, instances, reload multipliers, multicast factors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+
+from .result import MappingError
+from .spec import Einsum, Instance, Mapping, Mesh
+
+
+@dataclass(frozen=True)
+class NestLoop:
+    rank: str
+    factor: int
+    pos: int               # position on the Einsum's path of the level the loop sits at
+    spatial: bool
+    shared: bool = False
+    mesh: Mesh | None = None  # the mesh a spatial loop spreads over
+
+
+@dataclass(frozen=True)
+class Group:
+    """A fused group (or a lone Einsum: fusion_level None)."""
+
+    einsums: tuple[str, ...]
+    fusion_level: int | None      # architecture level index of F
+    intermediates: frozenset[str]  # tensors produced and fully consumed inside the group
+
+    @property
+    def multi(self) -> bool:
+        return self.fusion_level is not None and len(self.einsums) > 1
+
+
+@dataclass
+class Nest:
+    einsum: Einsum
+    unit: str
+    path: list[int]                      # architecture level indices, outermost first
+    loops: list[NestLoop]                # outermost first
+    keep: dict[str, list[int]]           # tensor -> kept path positions, outermost first
+    group: Group
+    bounds: dict[str, int]
+    start: dict[int, int] = field(default_factory=dict)  # path position -> index of its first loop
+
+    # -- basic facts --------------------------------------------------------------------------------------
+    @property
+    def tensors(self) -> dict[str, list[str]]:
+        return {t.tensor: t.ranks for t in (self.einsum.output, *self.einsum.inputs)}
+
+    @property
+    def space(self) -> list[str]:
+        return sorted(set().union(*(set(r) for r in self.tensors.values())))
+
+    @property
+    def ops(self) -> int:
+        return prod(self.bounds[r] for r in self.space)
+
+    @property
+    def steps(self) -> int:
+        """Temporal iterations: one per cycle-step of every active unit."""
+        return prod(lp.factor for lp in self.loops if not lp.spatial)
+
+    def fpos(self) -> int | None:
+        """Path position of the fusion level, if fused with others."""
+        return self.path.index(self.group.fusion_level) if self.group.multi else None
+
+    # -- the quantities of docs/model.md ----------------------------------------------------------------
+    def tile(self, pos: int, tensor: str) -> int:
+        ranks = self.tensors[tensor]
+        return prod(lp.factor for lp in self.loops[self.start[pos]:] if lp.rank in ranks)
+
+    def inst(self, pos: int) -> int:
+        return prod(lp.factor for lp in self.loops[:self.start[pos]] if lp.spatial)
+
+    def reload(self, pos: int, tensor: str) -> int:
+        """R: product of the temporal loops above `pos` down to the innermost relevant non-unit one."""
+        ranks = self.tensors[tensor]
+        fpos = self.fpos()
+        barrier_shared = fpos is not None and pos > fpos
+        above = [lp for lp in self.loops[:self.start[pos]] if not lp.spatial]
+        cut = 0
+        for i, lp in enumerate(above):
+            if lp.factor > 1 and (lp.rank in ranks or (barrier_shared and lp.shared)):
+                cut = i + 1
+        return prod(lp.factor for lp in above[:cut])
+
+    def reload_relevant(self, pos: int, tensor: str) -> int:
+        """Rrel: product of the temporal loops above `pos` whose rank indexes the tensor."""
+        ranks = self.tensors[tensor]
+        return prod(lp.factor for lp in self.loops[:self.start[pos]] if not lp.spatial and lp.rank in ranks)
+
+    def _spatial_between(self, upper: int, lower: int | None, tensor: str, capability: str) -> int:
+        """Product of irrelevant spatial factors at levels upper..lower-1 whose mesh has the capability."""
+        ranks = self.tensors[tensor]
+        end = len(self.loops) if lower is None else self.start[lower]
+        return prod(lp.factor for lp in self.loops[self.start[upper]:end]
+                    if lp.spatial and lp.rank not in ranks and getattr(lp.mesh, capability))
+
+    def multicast(self, upper: int, lower: int | None, tensor: str) -> int:
+        return self._spatial_between(upper, lower, tensor, "multicast")
+
+    def reduction(self, upper: int, lower: int | None, tensor: str) -> int:
+        return self._spatial_between(upper, lower, tensor, "reduction")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Building and validating
+# ------------------------------------------------------------------------------------------------------------
+def _groups(inst: Instance, mapping: Mapping) -> dict[str, Group]:
+    arch, wl = inst.architecture, inst.workload
+    order = [e.name for e in wl.einsums]
+    consumers: dict[str, set[str]] = {}
+    for e in wl.einsums:
+        for t in e.inputs:
+            consumers.setdefault(t.tensor, set()).add(e.name)
+    by_einsum: dict[str, Group] = {}
+    for gi, g in enumerate(mapping.groups):
+        where = f"groups[{gi}]"
+        for n in g.einsums:
+            if n not in order:
+                raise MappingError(f"{where}: unknown einsum {n!r}")
+            if n in by_einsum:
+                raise MappingError(f"{where}: einsum {n} is in two groups")
+        idx = [order.index(n) for n in g.einsums]
+        if idx != list(range(idx[0], idx[0] + len(idx))):
+            raise MappingError(f"{where}: einsums must be consecutive in cascade order, got {g.einsums}")
+        names = [lv.name for lv in arch.levels]
+        if g.fusion_level not in names:
+            raise MappingError(f"{where}: unknown fusion level {g.fusion_level!r}")
+        f = names.index(g.fusion_level)
+        if f == 0:
+            raise MappingError(f"{where}: the fusion level must be on chip, not {g.fusion_level}")
+        members = set(g.einsums)
+        inter = frozenset(
+            e.output.tensor for e in wl.einsums
+            if e.name in members and consumers.get(e.output.tensor) and consumers[e.output.tensor] <= members
+        ) if len(members) > 1 else frozenset()
+        grp = Group(tuple(g.einsums), f, inter)
+        for n in g.einsums:
+            by_einsum[n] = grp
+    for n in order:
+        by_einsum.setdefault(n, Group((n,), None, frozenset()))
+    return by_einsum
+
+
+def build_nests(inst: Instance, mapping: Mapping) -> list[Nest]:
+    """Validate `mapping` against `inst` (except capacity) and flatten every Einsum's nest."""
+    arch, wl = inst.architecture, inst.workload
+    einsums = {e.name: e for e in wl.einsums}
+    seen: dict[str, object] = {}
+    for em in mapping.einsums:
+        if em.einsum not in einsums:
+            raise MappingError(f"mapping.einsums: unknown einsum {em.einsum!r}")
+        if em.einsum in seen:
+            raise MappingError(f"mapping.einsums: einsum {em.einsum} mapped twice")
+        seen[em.einsum] = em
+    for name in einsums:
+        if name not in seen:
+            raise MappingError(f"mapping.einsums: einsum {name} has no mapping")
+    groups = _groups(inst, mapping)
+    shared_by_group = {tuple(g.einsums): g.shared_loops for g in mapping.groups}
+    nests = [_build_one(inst, seen[e.name], e, groups[e.name], shared_by_group.get(groups[e.name].einsums, []))
+             for e in wl.einsums]
+    _check_groups(inst, nests)
+    return nests
+
+
+def _build_one(inst: Instance, em, e: Einsum, group: Group, shared) -> Nest:
+    arch, wl = inst.architecture, inst.workload
+    where = f"einsum {e.name}"
+    units = {u.name: u for u in arch.compute_units}
+    if em.compute_unit not in units:
+        raise MappingError(f"{where}: unknown compute unit {em.compute_unit!r}")
+    unit = units[em.compute_unit]
+    if e.op not in unit.ops:
+        raise MappingError(f"{where}: compute unit {unit.name} cannot run op {e.op!r}")
+    path = arch.path(unit.name)
+    want = [arch.levels[i].name for i in path]
+    got = [lm.level for lm in em.levels]
+    if got != want:
+        raise MappingError(f"{where}: levels must be exactly the path of {unit.name}, outermost first: "
+                           f"{want}, got {got}")
+    tensors = {t.tensor: t.ranks for t in (e.output, *e.inputs)}
+    space = set().union(*(set(r) for r in tensors.values()))
+    fpos = path.index(group.fusion_level) if group.fusion_level is not None else None
+    if group.fusion_level is not None and group.fusion_level not in path:
+        raise MappingError(f"{where}: fusion level {arch.levels[group.fusion_level].name} is not on the path "
+                           f"of compute unit {unit.name}")
+
+    if fpos is not None:
+        above_f = [arch.levels[i].name for i in path[:fpos]]
+        for sl in shared:
+            if sl.level not in above_f:
+                raise MappingError(f"{where}: shared loop at level {sl.level!r}, which is not above the "
+                                   f"fusion level on its path ({above_f})")
+        levels_ranks = [(sl.level, sl.rank) for sl in shared]
+        if len(set(levels_ranks)) != len(levels_ranks):
+            raise MappingError(f"{where}: two shared loops over the same rank at one level")
+    loops: list[NestLoop] = []
+    start: dict[int, int] = {}
+    for pos, lm in enumerate(em.levels):
+        lwhere = f"{where}, level {lm.level}"
+        start[pos] = len(loops)
+        below = arch.levels[path[pos + 1]].mesh if pos + 1 < len(path) else unit.mesh
+        if fpos is not None and pos < fpos:
+            if lm.temporal or lm.spatial:
+                raise MappingError(f"{lwhere}: in a fused group the levels above the fusion level carry only "
+                                   f"the group's shared loops")
+            for sl in shared:
+                if sl.level == lm.level:
+                    if sl.rank not in space:
+                        raise MappingError(f"{lwhere}: shared loop over {sl.rank}, which is not a rank of "
+                                           f"{e.name}")
+                    loops.append(NestLoop(sl.rank, sl.factor, pos, False, shared=True))
+        else:
+            seen_t = set()
+            for lp in lm.temporal:
+                if lp.rank not in space:
+                    raise MappingError(f"{lwhere}: temporal loop over {lp.rank!r}, not a rank of {e.name}")
+                if lp.rank in seen_t:
+                    raise MappingError(f"{lwhere}: two temporal loops over {lp.rank}")
+                seen_t.add(lp.rank)
+                loops.append(NestLoop(lp.rank, lp.factor, pos, False))
+        seen_s = set()
+        for sp in lm.spatial:
+            if sp.rank not in space:
+                raise MappingError(f"{lwhere}: spatial loop over {sp.rank!r}, not a rank of {e.name}")
+            if sp.rank in seen_s:
+                raise MappingError(f"{lwhere}: two spatial loops over {sp.rank}")
+            seen_s.add(sp.rank)
+            loops.append(NestLoop(sp.rank, sp.factor, pos, True, mesh=below))
+        for axis in ("x", "y"):
+            used = prod(sp.factor for sp in lm.spatial if sp.axis == axis)
+            if used > getattr(below, axis):
+                raise MappingError(f"{lwhere}: spatial factors on axis {axis} multiply to {used}, "
+                                   f"more than the mesh's {getattr(below, axis)}")
+    for r in sorted(space):
+        got_f = prod(lp.factor for lp in loops if lp.rank == r)
+        if got_f != wl.ranks[r]:
+            raise MappingError(f"{where}: factors of rank {r} multiply to {got_f}, bound is {wl.ranks[r]}")
+
+    keep: dict[str, list[int]] = {t: [] for t in tensors}
+    for pos, lm in enumerate(em.levels):
+        level = arch.levels[path[pos]]
+        for t in lm.keep:
+            if t not in tensors:
+                raise MappingError(f"{where}, level {lm.level}: keeps {t!r}, which {e.name} does not use")
+            if level.may_keep is not None and t not in level.may_keep:
+                raise MappingError(f"{where}, level {lm.level}: may not keep {t} (may_keep)")
+            keep[t].append(pos)
+    for t in tensors:
+        on_chip = t in group.intermediates
+        for pos, lm in enumerate(em.levels):
+            level = arch.levels[path[pos]]
+            above_f = fpos is not None and pos < fpos
+            if t in level.must_keep and pos not in keep[t] and not (on_chip and above_f):
+                raise MappingError(f"{where}, level {lm.level}: must keep {t} (must_keep)")
+        if on_chip:
+            if any(p < fpos for p in keep[t]):
+                raise MappingError(f"{where}: fused intermediate {t} cannot be kept above the fusion level "
+                                   f"{arch.levels[group.fusion_level].name}")
+            if fpos not in keep[t]:
+                raise MappingError(f"{where}: fused intermediate {t} must be kept at the fusion level "
+                                   f"{arch.levels[group.fusion_level].name}")
+        elif 0 not in keep[t]:
+            raise MappingError(f"{where}: {t} must be kept at {arch.levels[0].name} (only intermediates of a "
+                               f"fused group stay on chip)")
+    return Nest(e, unit.name, path, loops, keep, group, dict(wl.ranks), start)
+
+
+def _check_groups(inst: Instance, nests: list[Nest]) -> None:
+    arch = inst.architecture
+    by_group: dict[tuple[str, ...], list[Nest]] = {}
+    for n in nests:
+        by_group.setdefault(n.group.einsums, []).append(n)
+    for names, members in by_group.items():
+        g = members[0].group
+        if g.fusion_level is None:
+            continue
+        fname = arch.levels[g.fusion_level].name
+        where = f"fused group {list(names)}"
+        tops = {tuple(n.path[:n.path.index(g.fusion_level)]) for n in members}
+        if len(tops) != 1:
+            raise MappingError(f"{where}: members reach {fname} through different levels")
+        for lv in list(tops)[0][1:] + (g.fusion_level,):
+            if arch.levels[lv].mesh.size != 1:
+                raise MappingError(f"{where}: fusion level {fname} must have a single instance; level "
+                                   f"{arch.levels[lv].name} has a mesh of {arch.levels[lv].mesh.size}")
+        shared = [lp for lp in members[0].loops if lp.shared]
+        for n in members:
+            mine = [(lp.rank, lp.factor, lp.pos) for lp in n.loops if lp.shared]
+            if mine != [(lp.rank, lp.factor, lp.pos) for lp in shared]:
+                raise MappingError(f"{where}: shared loops must be over ranks of every member "
+                                   f"({n.einsum.name} lacks one)")
+        consumed = g.intermediates
+        for n in members:
+            if n.einsum.output.tensor not in consumed:
+                continue
+            reduced = set(n.space) - set(n.einsum.output.ranks)
+            for lp in shared:
+                if lp.factor > 1 and lp.rank in reduced:
+                    raise MappingError(f"{where}: shared loop over {lp.rank} crosses a reduction: "
+                                       f"{n.einsum.name} reduces {lp.rank} and its output "
+                                       f"{n.einsum.output.tensor} is consumed inside the group")
+        fpos_levels = set(list(tops)[0]) | {g.fusion_level}
+        kept: dict[str, tuple] = {}
+        for n in members:
+            for t, poss in n.keep.items():
+                upper = tuple(sorted(n.path[p] for p in poss if n.path[p] in fpos_levels))
+                if kept.setdefault(t, upper) != upper:
+                    names_ = [arch.levels[i].name for i in upper]
+                    raise MappingError(f"{where}: members keep {t} at different levels at or above {fname} "
+                                       f"({n.einsum.name}: {names_})")

@@ -1,0 +1,332 @@
+"""The instance spec: one self-contained JSON file describing a workload, an architecture and an objective.
+
+Every model rejects unknown fields, so a typo in a JSON key is an error naming the key, never a silent default.
+Numbers that feed the cost model are exact: energies are decimals with at most 3 places (converted to integer
+femtojoules), bandwidths and throughputs are fractions ("425/1", 0.5 or 2).
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Operations an Einsum can perform; for reductions the op also says how contributions combine.
+Op = Literal["mac", "add", "mul", "max", "exp", "sub", "div", "copy"]
+
+MAX_BOUND = 2**40  # one rank; larger is surely a typo and would overflow the solver's integer tables
+MAX_CAPACITY_WORDS = 2**50
+MAX_ENERGY_PJ = Decimal(10**9)
+
+
+class Strict(BaseModel):
+    """Base for every spec model: unknown fields are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Picojoules = Field(ge=0, le=MAX_ENERGY_PJ, decimal_places=3)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Workload
+# ----------------------------------------------------------------------------------------------------------
+class TensorRef(Strict):
+    """A tensor as one Einsum sees it."""
+
+    tensor: str = Field(min_length=1, description="Tensor name; the same name in two Einsums is the same data.")
+    ranks: list[str] = Field(description="Ranks indexing the tensor (each a workload rank, no repeats). "
+                             "An empty list is a scalar.")
+
+    @field_validator("ranks")
+    @classmethod
+    def _no_repeats(cls, ranks: list[str]) -> list[str]:
+        if len(set(ranks)) != len(ranks):
+            raise ValueError(f"rank repeated in {ranks}")
+        return ranks
+
+
+class Einsum(Strict):
+    """One step of the cascade: output[out ranks] = op over the ranks only inputs carry (reduced ranks)."""
+
+    name: str = Field(min_length=1, description="Unique Einsum name.")
+    output: TensorRef = Field(description="The tensor this Einsum writes.")
+    inputs: list[TensorRef] = Field(min_length=1, description="Tensors read; a tensor another Einsum writes "
+                                    "earlier in the cascade is an intermediate.")
+    op: Op = Field(description="Operation per point of the iteration space. For ranks the output lacks, the op "
+                   "is also the reduction (mac/add: sum, max: max); element-wise ops have no reduced ranks.")
+
+
+class Workload(Strict):
+    """A cascade of Einsums over named ranks with integer bounds."""
+
+    ranks: dict[str, int] = Field(description="Rank name -> bound (a positive integer).")
+    word_bits: int = Field(16, ge=1, le=1024, description="Width of every tensor element in bits; capacities "
+                           "and per-word energies refer to this word.")
+    einsums: list[Einsum] = Field(min_length=1, description="Einsums in execution order (a topological order).")
+
+    @field_validator("ranks")
+    @classmethod
+    def _positive_bounds(cls, ranks: dict[str, int]) -> dict[str, int]:
+        if not ranks:
+            raise ValueError("at least one rank is needed")
+        for name, bound in ranks.items():
+            if bound < 1:
+                raise ValueError(f"rank {name}: bound {bound} must be >= 1")
+            if bound > MAX_BOUND:
+                raise ValueError(f"rank {name}: bound {bound} is too big (max 2^40)")
+        return ranks
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Workload":
+        names = [e.name for e in self.einsums]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"einsum name repeated: {sorted(dup)[0]}")
+        tensor_ranks: dict[str, list[str]] = {}
+        produced: set[str] = set()
+        for e in self.einsums:
+            refs = [e.output, *e.inputs]
+            for ref in refs:
+                for r in ref.ranks:
+                    if r not in self.ranks:
+                        raise ValueError(f"einsum {e.name}: tensor {ref.tensor} uses rank {r!r}, "
+                                         f"which is not in workload.ranks")
+                seen = tensor_ranks.setdefault(ref.tensor, ref.ranks)
+                if set(seen) != set(ref.ranks):
+                    raise ValueError(f"einsum {e.name}: tensor {ref.tensor} has ranks {ref.ranks} here "
+                                     f"but {seen} elsewhere")
+            in_names = [i.tensor for i in e.inputs]
+            if len(set(in_names)) != len(in_names) or e.output.tensor in in_names:
+                raise ValueError(f"einsum {e.name}: a tensor appears twice")
+            if e.output.tensor in produced:
+                raise ValueError(f"einsum {e.name}: tensor {e.output.tensor} is written by two Einsums")
+            later = {x.output.tensor for x in self.einsums[names.index(e.name) + 1:]}
+            for t in in_names:
+                if t in later:
+                    raise ValueError(f"einsum {e.name}: input {t} is produced by a later Einsum "
+                                     f"(einsums must be in execution order)")
+            produced.add(e.output.tensor)
+            space = set().union(*(set(r.ranks) for r in refs))
+            reduced = space - set(e.output.ranks)
+            if reduced and e.op not in ("mac", "add", "max"):
+                raise ValueError(f"einsum {e.name}: op {e.op} cannot reduce ranks {sorted(reduced)} "
+                                 f"(only mac, add and max reduce)")
+            points = 1
+            for r in space:
+                points *= self.ranks[r]
+            if points > 2**62:
+                raise ValueError(f"einsum {e.name}: {points} operations is too big (max 2^62)")
+        return self
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Architecture
+# ----------------------------------------------------------------------------------------------------------
+class Mesh(Strict):
+    """A spatial fanout: X x Y instances of the thing below, per instance of the storage level above."""
+
+    x: int = Field(1, ge=1, le=2**20, description="Instances along the X axis.")
+    y: int = Field(1, ge=1, le=2**20, description="Instances along the Y axis.")
+    multicast: bool = Field(True, description="One read of the parent can feed every instance that needs the "
+                            "same data (inputs along an axis the tensor does not depend on).")
+    reduction: bool = Field(True, description="Outputs of instances that share an output element are summed in "
+                            "the network and arrive at the parent as one update.")
+
+    @property
+    def size(self) -> int:
+        return self.x * self.y
+
+
+class Level(Strict):
+    """A storage level. Levels are listed from DRAM inward; each Einsum uses the levels serving its unit."""
+
+    name: str = Field(min_length=1, description="Unique level name.")
+    capacity_words: Optional[int] = Field(None, ge=0, le=MAX_CAPACITY_WORDS, description="Capacity per "
+                                          "instance in words; omit both capacities for unbounded (DRAM).")
+    capacity_bits: Optional[int] = Field(None, ge=0, le=MAX_CAPACITY_WORDS * 64, description="Capacity per "
+                                         "instance in bits (floored to whole words); alternative to words.")
+    read_pj: Decimal = Field(ge=0, le=MAX_ENERGY_PJ, decimal_places=3,
+                             description="Energy of reading one word, pJ (at most 3 decimals).")
+    write_pj: Decimal = Field(ge=0, le=MAX_ENERGY_PJ, decimal_places=3,
+                              description="Energy of writing one word, pJ (at most 3 decimals).")
+    bandwidth: Optional[Fraction] = Field(None, gt=0, description="Words per cycle per instance, reads and "
+                                          "writes together (a fraction such as \"1/2\"); omit for unlimited.")
+    mesh: Mesh = Field(default_factory=Mesh, description="Instances of this level per instance of the level "
+                       "above it on an Einsum's path (the spatial fanout from the parent into this level).")
+    may_keep: Optional[list[str]] = Field(None, description="Tensors this level may hold; omit for all.")
+    must_keep: list[str] = Field(default_factory=list, description="Tensors every Einsum using them must keep "
+                                 "here (unless fused on chip and this level is outside the fusion level).")
+    serves: Optional[list[str]] = Field(None, description="Compute units whose Einsums use this level; omit "
+                                        "for all. Lets a 2-D array and a 1-D array have their own registers.")
+
+    @model_validator(mode="after")
+    def _one_capacity(self) -> "Level":
+        if self.capacity_words is not None and self.capacity_bits is not None:
+            raise ValueError(f"level {self.name}: give capacity_words or capacity_bits, not both")
+        return self
+
+    def capacity(self, word_bits: int) -> Optional[int]:
+        """Capacity per instance in words, or None for unbounded."""
+        if self.capacity_words is not None:
+            return self.capacity_words
+        if self.capacity_bits is not None:
+            return self.capacity_bits // word_bits
+        return None
+
+
+class OpCost(Strict):
+    """What one operation costs on a compute unit."""
+
+    energy_pj: Decimal = Field(ge=0, le=MAX_ENERGY_PJ, decimal_places=3, description="Energy per operation, pJ.")
+    per_cycle: Fraction = Field(Fraction(1), gt=0, description="Operations per cycle per instance "
+                                "(a fraction: exp at 1/7 per cycle is \"1/7\").")
+
+
+class ComputeUnit(Strict):
+    """An array of identical arithmetic units below the innermost level that serves it."""
+
+    name: str = Field(min_length=1, description="Unique unit name.")
+    mesh: Mesh = Field(default_factory=Mesh, description="Units per instance of the innermost level serving "
+                       "this unit (e.g. 256x256 when the MACs read the global buffer directly).")
+    ops: dict[Op, OpCost] = Field(min_length=1, description="Operations this unit can run, with their cost.")
+
+
+class Architecture(Strict):
+    """Storage levels from DRAM inward, and the compute units below them."""
+
+    frequency_mhz: Optional[Decimal] = Field(None, gt=0, description="Clock, only used to print times.")
+    levels: list[Level] = Field(min_length=1, description="From DRAM (index 0, unbounded) inward.")
+    compute_units: list[ComputeUnit] = Field(min_length=1, description="Compute units.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Architecture":
+        names = [lv.name for lv in self.levels]
+        if len(set(names)) != len(names):
+            raise ValueError("architecture.levels: level names must be unique")
+        units = [u.name for u in self.compute_units]
+        if len(set(units)) != len(units):
+            raise ValueError("architecture.compute_units: unit names must be unique")
+        root = self.levels[0]
+        if root.capacity_words is not None or root.capacity_bits is not None:
+            raise ValueError(f"architecture.levels[0] ({root.name}): the outermost level is the backing store "
+                             f"and must be unbounded (omit its capacity)")
+        if root.serves is not None:
+            raise ValueError(f"architecture.levels[0] ({root.name}): the backing store serves every unit")
+        for lv in self.levels:
+            for u in lv.serves or []:
+                if u not in units:
+                    raise ValueError(f"level {lv.name}: serves unknown compute unit {u!r}")
+        return self
+
+    def path(self, unit: str) -> list[int]:
+        """Indices of the levels an Einsum on `unit` passes through, outermost first."""
+        return [i for i, lv in enumerate(self.levels) if lv.serves is None or unit in lv.serves]
+
+    def unit(self, name: str) -> ComputeUnit:
+        return next(u for u in self.compute_units if u.name == name)
+
+    def level_index(self, name: str) -> int:
+        return next(i for i, lv in enumerate(self.levels) if lv.name == name)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Objective and solver options
+# ----------------------------------------------------------------------------------------------------------
+Objective = Literal["energy", "latency", "energy,latency", "latency,energy", "edp"]
+
+
+class SolverOptions(Strict):
+    """Defaults for `mapsolve INSTANCE`; command-line flags override them."""
+
+    objective: Objective = Field("energy", description="What to minimise; pairs are lexicographic.")
+    time_limit_s: float = Field(60.0, gt=0, le=86400, description="Wall-clock limit of the search, seconds.")
+    workers: int = Field(1, ge=1, le=64, description="CP-SAT workers; 1 is deterministic.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="CP-SAT random seed.")
+
+
+class Instance(Strict):
+    """A mapping problem: workload, architecture, objective."""
+
+    name: str = Field(min_length=1, description="Short name.")
+    description: str = Field("", description="Where the numbers come from (cite sources).")
+    workload: Workload
+    architecture: Architecture
+    solver: SolverOptions = Field(default_factory=SolverOptions)
+
+    @model_validator(mode="after")
+    def _units_can_run(self) -> "Instance":
+        for lv in self.architecture.levels:
+            known = {t.tensor for e in self.workload.einsums for t in (e.output, *e.inputs)}
+            for field, names in (("may_keep", lv.may_keep or []), ("must_keep", lv.must_keep)):
+                for t in names:
+                    if t not in known:
+                        raise ValueError(f"level {lv.name}: {field} names unknown tensor {t!r}")
+        for e in self.workload.einsums:
+            if not any(e.op in u.ops for u in self.architecture.compute_units):
+                raise ValueError(f"einsum {e.name}: no compute unit can run op {e.op!r}")
+        return self
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Mapping
+# ----------------------------------------------------------------------------------------------------------
+class Loop(Strict):
+    """A temporal loop: iterate `factor` times over tiles of `rank`."""
+
+    rank: str
+    factor: int = Field(ge=1, le=MAX_BOUND)
+
+
+class SpatialLoop(Strict):
+    """A spatial loop: `factor` tiles of `rank` side by side along one mesh axis."""
+
+    rank: str
+    factor: int = Field(ge=1, le=MAX_BOUND)
+    axis: Literal["x", "y"]
+
+
+class LevelMapping(Strict):
+    """What one Einsum does at one storage level of its path."""
+
+    level: str = Field(description="Level name (every level on the Einsum's path, outermost first).")
+    keep: list[str] = Field(default_factory=list, description="Tensors kept (resident) here; others bypass.")
+    temporal: list[Loop] = Field(default_factory=list, description="Temporal loops at this level, outermost "
+                                 "first; at most one per rank.")
+    spatial: list[SpatialLoop] = Field(default_factory=list, description="Spatial loops distributing this "
+                                       "level's tile over the instances below it (next level or compute mesh).")
+
+
+class EinsumMapping(Strict):
+    """The loop nest of one Einsum."""
+
+    einsum: str
+    compute_unit: str
+    levels: list[LevelMapping] = Field(description="One entry per level on the unit's path, outermost first. "
+                                       "In a fused group, levels above the fusion level carry no loops of their "
+                                       "own: the group's shared loops are there.")
+
+
+class SharedLoop(Strict):
+    """A loop every Einsum of a fused group runs around its own nest, at a level above the fusion level."""
+
+    level: str
+    rank: str
+    factor: int = Field(ge=1, le=MAX_BOUND)
+
+
+class FusedGroup(Strict):
+    """Consecutive Einsums run tile by tile under shared outer loops; intermediates stay on chip."""
+
+    einsums: list[str] = Field(min_length=1, description="Consecutive Einsums in cascade order.")
+    fusion_level: str = Field(description="The on-chip level where the group's intermediates live.")
+    shared_loops: list[SharedLoop] = Field(default_factory=list, description="Loops above the fusion level, "
+                                           "outermost first, shared by every Einsum of the group.")
+
+
+class Mapping(Strict):
+    """A complete mapping: one loop nest per Einsum, and the fused groups (Einsums not listed run alone)."""
+
+    einsums: list[EinsumMapping]
+    groups: list[FusedGroup] = Field(default_factory=list)
