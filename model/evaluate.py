@@ -47,6 +47,8 @@ def _counts_of(n: Nest, filled_once: set[tuple[str, int]]) -> dict[tuple[int, st
 
     o = n.einsum.output.tensor
     kept = n.keep[o]
+    if fpos is not None:  # the group's copy at F and above is produced here: consumers in the group never fill it
+        filled_once.update((o, n.path[pos]) for pos in kept if pos <= fpos)
     arriving = ops // n.reduction(kept[-1], None, o)
     at(kept[-1], o).reductions += ops - arriving
     for i in range(len(kept) - 1, -1, -1):

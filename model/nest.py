@@ -230,9 +230,9 @@ def _build_one(inst: Instance, em, e: Einsum, group: Group, shared) -> Nest:
         for sp in lm.spatial:
             if sp.rank not in space:
                 raise MappingError(f"{lwhere}: spatial loop over {sp.rank!r}, not a rank of {e.name}")
-            if sp.rank in seen_s:
-                raise MappingError(f"{lwhere}: two spatial loops over {sp.rank}")
-            seen_s.add(sp.rank)
+            if (sp.rank, sp.axis) in seen_s:
+                raise MappingError(f"{lwhere}: two spatial loops over {sp.rank} on axis {sp.axis}")
+            seen_s.add((sp.rank, sp.axis))
             loops.append(NestLoop(sp.rank, sp.factor, pos, True, mesh=below))
         for axis in ("x", "y"):
             used = prod(sp.factor for sp in lm.spatial if sp.axis == axis)

@@ -294,7 +294,7 @@ class LevelMapping(Strict):
     keep: list[str] = Field(default_factory=list, description="Tensors kept (resident) here; others bypass.")
     temporal: list[Loop] = Field(default_factory=list, description="Temporal loops at this level, outermost "
                                  "first; at most one per rank.")
-    spatial: list[SpatialLoop] = Field(default_factory=list, description="Spatial loops distributing this "
+    spatial: list[SpatialLoop] = Field(default_factory=list, description="Spatial loops (at most one per rank and axis) distributing this "
                                        "level's tile over the instances below it (next level or compute mesh).")
 
 

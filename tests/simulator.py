@@ -1,0 +1,544 @@
+"""A literal loop-nest simulator: the independent oracle for the closed-form evaluator.
+
+Written from docs/model.md alone, without looking at the evaluator. Instead of formulas it *executes* a mapping on a
+tiny instance: it walks every temporal step of every loop nest (fused groups: the shared loops outermost, then
+each Einsum of the group in cascade order runs its own loops per shared iteration), enumerates every spatial point
+of each step, keeps for every (level, physical instance, tensor) the tile currently resident there as an explicit
+set of element coordinates, and counts each word that moves:
+
+* a tile that changes at an instance is drained (outputs, non-backing levels, every residency including the final
+  one) and the new one is filled (inputs) or has its already-drained elements read back (outputs);
+* the deliveries of one step from one parent instance that carry the same element and differ only in their
+  position on multicast-capable meshes cost one parent read (the rest are counted as multicast);
+* updates of one step (from units, or drains of child tiles) that target the same element of the same parent
+  instance and differ only in their position on reduction-capable meshes arrive as one update (the rest are counted
+  as reductions); every arriving update is a read-modify-write except the first update of an element at that
+  instance;
+* tiles below a fused group's fusion level are flushed at the end of each Einsum's run (groups of two or more
+  Einsums), everything is flushed at the end of the group;
+* a consumer reading an element of an intermediate that has not received all its contributions raises
+  `FusionAcrossReduction`.
+
+Peak live words per level instance, energy (integer fJ) and latency (integer cycles, per docs §6 with per-instance
+traffic and one exact rounding per (group, level)) are derived from these literal counts.
+
+It is deliberately slow and simple: meant for instances with at most a few thousand iteration points.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+
+from mapsolve.model.spec import Instance, Mapping
+
+COUNTERS = ("reads", "writes", "fills", "drains", "updates", "update_reads", "readbacks", "multicast",
+            "reductions")
+
+
+class SimulatorError(Exception):
+    """The simulator cannot run this mapping (it breaks a structural rule the simulator relies on)."""
+
+
+class FusionAcrossReduction(SimulatorError):
+    """A consumer read an element of an intermediate before all contributions to it were made."""
+
+
+def fj(pj: Decimal) -> int:
+    v = Decimal(pj) * 1000
+    if v != v.to_integral_value():
+        raise SimulatorError(f"energy {pj} pJ has more than 3 decimals")
+    return int(v)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The loop nest of one Einsum
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class SLoop:
+    kind: str            # "T" temporal (own or shared) or "S" spatial
+    rank: str
+    factor: int
+    pos: int             # path position of the level the loop is written at (0 = DRAM)
+    axis: str | None = None
+    shared: bool = False
+    stride: int = 0      # weight of this loop's index in the rank coordinate
+    radix: int = 0       # (spatial) weight of this loop's index in its mesh axis coordinate
+    slot: int = -1       # index in Nest.temporal or Nest.spatial
+
+
+@dataclass
+class Nest:
+    name: str
+    op: str
+    unit: str
+    path: list[int]                       # architecture level indices, outermost first
+    loops: list[SLoop]                    # nest order, outermost first
+    temporal: list[SLoop]
+    spatial: list[SLoop]
+    shared_count: int                     # the first shared_count temporal loops are the group's shared loops
+    output: str
+    out_ranks: list[str]
+    inputs: list[tuple[str, list[str]]]
+    kept: dict[str, list[int]]            # tensor -> kept path positions, outermost first
+    meshes: list                           # meshes[j] for j in 1..n: mesh of path level j (j < n) / unit (j = n)
+    space: list[str]
+    ops: int
+    fusion_pos: int | None                 # path position of the group's fusion level
+
+    def tensor_ranks(self, t: str) -> list[str]:
+        if t == self.output:
+            return self.out_ranks
+        return dict(self.inputs)[t]
+
+
+def _build_nest(inst: Instance, mapping: Mapping, ename: str, group) -> Nest:
+    wl, arch = inst.workload, inst.architecture
+    e = next(x for x in wl.einsums if x.name == ename)
+    em = [m for m in mapping.einsums if m.einsum == ename]
+    if len(em) != 1:
+        raise SimulatorError(f"einsum {ename}: {len(em)} mappings")
+    em = em[0]
+    unit = arch.unit(em.compute_unit)
+    path = arch.path(em.compute_unit)
+    names = [arch.levels[i].name for i in path]
+    if [lm.level for lm in em.levels] != names:
+        raise SimulatorError(f"einsum {ename}: levels {[lm.level for lm in em.levels]} != path {names}")
+    fpos = None
+    if group is not None:
+        if group.fusion_level not in names:
+            raise SimulatorError(f"fusion level {group.fusion_level} not on the path of {ename}")
+        fpos = names.index(group.fusion_level)
+
+    loops: list[SLoop] = []
+    for pos, lm in enumerate(em.levels):
+        if fpos is not None and pos < fpos:
+            if lm.temporal:
+                raise SimulatorError(f"{ename}: own temporal loops above the fusion level")
+            for sl in group.shared_loops:
+                if sl.level == lm.level:
+                    loops.append(SLoop("T", sl.rank, sl.factor, pos, shared=True))
+        else:
+            for lp in lm.temporal:
+                loops.append(SLoop("T", lp.rank, lp.factor, pos))
+        for sp in lm.spatial:
+            if fpos is not None and pos < fpos and sp.factor > 1:
+                raise SimulatorError(f"{ename}: spatial loop above the fusion level")
+            loops.append(SLoop("S", sp.rank, sp.factor, pos, axis=sp.axis))
+    if group is not None:
+        known = set(names[:fpos])
+        for sl in group.shared_loops:
+            if sl.level not in known:
+                raise SimulatorError(f"shared loop at {sl.level}, not above the fusion level of {ename}")
+
+    space = []
+    for ref in (e.output, *e.inputs):
+        for r in ref.ranks:
+            if r not in space:
+                space.append(r)
+    # strides: loops of a rank later in the nest are the lower-order digits
+    for r in {lp.rank for lp in loops}:
+        if r not in space:
+            raise SimulatorError(f"{ename}: loop over rank {r} outside the iteration space")
+    for r in space:
+        mine = [lp for lp in loops if lp.rank == r]
+        s = 1
+        for lp in reversed(mine):
+            lp.stride = s
+            s *= lp.factor
+        if s != wl.ranks[r]:
+            raise SimulatorError(f"{ename}: factors of {r} multiply to {s}, bound {wl.ranks[r]}")
+    # positions on meshes
+    n = len(path)
+    meshes = [None] + [arch.levels[i].mesh for i in path[1:]] + [unit.mesh]
+    for pos in range(n):
+        for axis in ("x", "y"):
+            mine = [lp for lp in loops if lp.kind == "S" and lp.pos == pos and lp.axis == axis]
+            s = 1
+            for lp in reversed(mine):
+                lp.radix = s
+                s *= lp.factor
+            limit = getattr(meshes[pos + 1], axis)
+            if s > limit:
+                raise SimulatorError(f"{ename}: spatial {axis} factors {s} > mesh {limit} below {names[pos]}")
+    temporal = [lp for lp in loops if lp.kind == "T"]
+    spatial = [lp for lp in loops if lp.kind == "S"]
+    for i, lp in enumerate(temporal):
+        lp.slot = i
+    for i, lp in enumerate(spatial):
+        lp.slot = i
+    shared_count = sum(1 for lp in temporal if lp.shared)
+    if any(lp.shared for lp in temporal[shared_count:]):
+        raise SimulatorError("shared loops must be outermost")
+    kept = {}
+    tensors = [e.output.tensor] + [i.tensor for i in e.inputs]
+    for t in tensors:
+        kept[t] = [pos for pos, lm in enumerate(em.levels) if t in lm.keep]
+        if not kept[t]:
+            raise SimulatorError(f"{ename}: tensor {t} kept nowhere")
+    ops = math.prod(wl.ranks[r] for r in space)
+    return Nest(ename, e.op, em.compute_unit, path, loops, temporal, spatial, shared_count,
+                e.output.tensor, list(e.output.ranks), [(i.tensor, list(i.ranks)) for i in e.inputs], kept,
+                meshes, space, ops, fpos)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Simulation state
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class Entry:
+    """A tile resident at one level instance."""
+
+    level: int                      # architecture level index
+    inst: tuple                     # physical instance coordinate
+    tensor: str
+    tile: frozenset
+    dirty: bool                     # holds output data that must be drained when evicted
+    parent: tuple | None = None     # (level index, instance) the tile drains to
+    nonred: tuple = ()              # positions on non-reduction meshes between parent and this instance
+
+
+@dataclass
+class SimGroup:
+    einsums: list[str]
+    latency_cycles: int
+    unit_cycles: dict[str, int]
+    level_cycles: dict[str, int]
+    level_traffic: dict[str, int]   # max over instances of words read + written, per level
+
+
+@dataclass
+class SimResult:
+    counts: dict[tuple[str, str], dict[str, int]]
+    ops: dict[str, int]
+    steps: dict[str, int]
+    unit_ops: dict[str, int]
+    unit_cycles: dict[str, int]
+    unit_energy_fj: dict[str, int]
+    peak: dict[str, int]
+    groups: list[SimGroup]
+    energy_fj: int
+    latency_cycles: int
+
+
+class Simulator:
+    def __init__(self, inst: Instance, mapping: Mapping):
+        self.inst = inst
+        self.mapping = mapping
+        self.arch = inst.architecture
+        self.wl = inst.workload
+        self.counts: dict[tuple[int, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
+        self.resident: dict[tuple[int, tuple, str], Entry] = {}
+        self.live: dict[tuple[int, tuple], int] = defaultdict(int)
+        self.peak: dict[int, int] = defaultdict(int)
+        self.updated: dict[tuple[int, tuple, str], set] = defaultdict(set)   # elements updated at an instance
+        self.drained: dict[tuple[int, tuple, str], set] = defaultdict(set)   # elements drained from an instance
+        self.contrib: dict[str, dict[tuple, int]] = defaultdict(lambda: defaultdict(int))
+        self.expected: dict[str, int] = {}
+        self.traffic: dict[tuple[int, tuple], int] = defaultdict(int)       # current group: per instance
+        self.seen: set = set()
+        self.event = 0
+        self.intern: dict[frozenset, frozenset] = {}
+        for e in self.wl.einsums:
+            space = {r for ref in (e.output, *e.inputs) for r in ref.ranks}
+            self.expected[e.output.tensor] = math.prod(self.wl.ranks[r] for r in space - set(e.output.ranks))
+        self.producer = {e.output.tensor: e.name for e in self.wl.einsums}
+
+    # ---------------- primitive counters ----------------
+    def _bump(self, level: int, inst: tuple, t: str, what: str, n: int = 1) -> None:
+        if n == 0:
+            return
+        self.counts[(level, t)][what] += n
+        if what in ("reads", "writes"):
+            self.traffic[(level, inst)] += n
+
+    def _arrive_update(self, level: int, inst: tuple, t: str, elt: tuple) -> None:
+        self._bump(level, inst, t, "updates")
+        self._bump(level, inst, t, "writes")
+        seen = self.updated[(level, inst, t)]
+        if elt in seen:
+            self._bump(level, inst, t, "update_reads")
+            self._bump(level, inst, t, "reads")
+        else:
+            seen.add(elt)
+
+    # ---------------- geometry ----------------
+    @staticmethod
+    def _coords(n: Nest, tau: tuple, sigma: tuple) -> dict[str, int]:
+        c = {r: 0 for r in n.space}
+        for lp in n.temporal:
+            c[lp.rank] += tau[lp.slot] * lp.stride
+        for lp in n.spatial:
+            c[lp.rank] += sigma[lp.slot] * lp.stride
+        return c
+
+    @staticmethod
+    def _positions(n: Nest, sigma: tuple) -> list:
+        """positions[j] = (x, y) on mesh j (1..len(path)); positions[0] unused."""
+        pos = [None] + [[0, 0] for _ in range(len(n.path))]
+        for lp in n.spatial:
+            j = lp.pos + 1
+            pos[j][0 if lp.axis == "x" else 1] += sigma[lp.slot] * lp.radix
+        return [None] + [tuple(p) for p in pos[1:]]
+
+    @staticmethod
+    def _inst(positions: list, k: int) -> tuple:
+        """Physical coordinate of the instance of path position k (the unit when k == len(path))."""
+        return tuple(positions[1:k + 1])
+
+    @staticmethod
+    def _key_between(n: Nest, positions: list, p: int, k: int, flag: str) -> tuple:
+        """Positions on the meshes between path position p and k (p < k) that lack `flag` capability."""
+        return tuple(positions[j] for j in range(p + 1, k + 1) if not getattr(n.meshes[j], flag))
+
+    def _tile(self, n: Nest, t: str, k: int, tau: tuple, sigma: tuple, cache: dict) -> frozenset:
+        ranks = n.tensor_ranks(t)
+        outer = [lp for lp in n.loops if lp.pos < k]
+        key = (t, k, tuple(tau[lp.slot] if lp.kind == "T" else sigma[lp.slot] for lp in outer))
+        got = cache.get(key)
+        if got is not None:
+            return got
+        ranges = []
+        for r in ranks:
+            base = 0
+            extent = 1
+            for lp in n.loops:
+                if lp.rank != r:
+                    continue
+                if lp.pos < k:
+                    base += (tau[lp.slot] if lp.kind == "T" else sigma[lp.slot]) * lp.stride
+                else:
+                    extent *= lp.factor
+            ranges.append(range(base, base + extent))
+        tile = frozenset(itertools.product(*ranges))
+        tile = self.intern.setdefault(tile, tile)   # equal tiles are the same object, across Einsums too
+        cache[key] = tile
+        return tile
+
+    # ---------------- residency ----------------
+    def _evict(self, ent: Entry, ev: int) -> None:
+        if ent.dirty:
+            child = (ent.level, ent.inst, ent.tensor)
+            plevel, pinst = ent.parent
+            pent = self.resident.get((plevel, pinst, ent.tensor))
+            for elt in sorted(ent.tile):
+                if pent is None or elt not in pent.tile:
+                    raise SimulatorError(f"drain of {ent.tensor}{elt} to a parent that does not hold it")
+                self._bump(ent.level, ent.inst, ent.tensor, "drains")
+                self._bump(ent.level, ent.inst, ent.tensor, "reads")
+                self.drained[child].add(elt)
+                key = (ev, "drain", plevel, pinst, ent.tensor, elt, ent.nonred)
+                if key in self.seen:
+                    self._bump(plevel, pinst, ent.tensor, "reductions")
+                else:
+                    self.seen.add(key)
+                    self._arrive_update(plevel, pinst, ent.tensor, elt)
+        del self.resident[(ent.level, ent.inst, ent.tensor)]
+        self.live[(ent.level, ent.inst)] -= len(ent.tile)
+
+    def _flush(self, predicate, ev: int) -> None:
+        victims = [ent for ent in self.resident.values() if predicate(ent)]
+        victims.sort(key=lambda ent: -ent.level)   # innermost first: children drain into resident parents
+        for ent in victims:
+            self._evict(ent, ev)
+
+    def _step(self, n: Nest, tau: tuple, cache: dict) -> None:
+        self.event += 1
+        ev = self.event
+        self.seen = set()
+        sigmas = list(itertools.product(*(range(lp.factor) for lp in n.spatial)))
+        tensors = [n.output] + [t for t, _ in n.inputs]
+        # 1. which tiles change
+        changes = []
+        for t in tensors:
+            for k in n.kept[t]:
+                # one representative spatial point per instance of level k
+                reps = {}
+                for sigma in sigmas:
+                    positions = self._positions(n, sigma)
+                    reps.setdefault(self._inst(positions, k), (sigma, positions))
+                for inst, (sigma, positions) in reps.items():
+                    tile = self._tile(n, t, k, tau, sigma, cache)
+                    cur = self.resident.get((n.path[k], inst, t))
+                    if cur is None or cur.tile is not tile:
+                        changes.append((k, t, inst, tile, positions))
+        # 2. drains and evictions, innermost first
+        for k, t, inst, tile, positions in sorted(changes, key=lambda c: -c[0]):
+            cur = self.resident.get((n.path[k], inst, t))
+            if cur is not None:
+                self._evict(cur, ev)
+        # 3. fills and read-backs, outermost first
+        touched = set()
+        for k, t, inst, tile, positions in sorted(changes, key=lambda c: c[0]):
+            level = n.path[k]
+            chain = n.kept[t]
+            idx = chain.index(k)
+            is_out = t == n.output
+            ent = Entry(level, inst, t, tile, dirty=is_out and idx > 0)
+            if idx > 0:
+                p = chain[idx - 1]
+                plevel, pinst = n.path[p], self._inst(positions, p)
+                pent = self.resident.get((plevel, pinst, t))
+                if pent is None or not tile <= pent.tile:
+                    raise SimulatorError(f"{n.name}: parent of {t} at {level} does not hold the tile")
+                ent.parent = (plevel, pinst)
+                if is_out:
+                    ent.nonred = self._key_between(n, positions, p, k, "reduction")
+                    back = tile & self.drained[(level, inst, t)]
+                    self._bump(level, inst, t, "fills", len(back))
+                    self._bump(level, inst, t, "readbacks", len(back))
+                    self._bump(level, inst, t, "writes", len(back))
+                    self._bump(plevel, pinst, t, "reads", len(back))
+                else:
+                    nonmc = self._key_between(n, positions, p, k, "multicast")
+                    for elt in sorted(tile):
+                        self._bump(level, inst, t, "fills")
+                        self._bump(level, inst, t, "writes")
+                        key = (ev, "fill", plevel, pinst, t, elt, nonmc)
+                        if key in self.seen:
+                            self._bump(plevel, pinst, t, "multicast")
+                        else:
+                            self.seen.add(key)
+                            self._bump(plevel, pinst, t, "reads")
+            self.resident[(level, inst, t)] = ent
+            self.live[(level, inst)] += len(tile)
+            touched.add((level, inst))
+        for level, inst in touched:
+            self.peak[level] = max(self.peak[level], self.live[(level, inst)])
+        # 4. the operations of this step
+        n_units = len(n.path)
+        for sigma in sigmas:
+            c = self._coords(n, tau, sigma)
+            positions = self._positions(n, sigma)
+            for t, ranks in n.inputs:
+                elt = tuple(c[r] for r in ranks)
+                if t in self.producer and self.contrib[t][elt] != self.expected[t]:
+                    raise FusionAcrossReduction(
+                        f"{n.name} reads {t}{elt} with {self.contrib[t][elt]} of {self.expected[t]} "
+                        f"contributions")
+                L = n.kept[t][-1]
+                linst = self._inst(positions, L)
+                ent = self.resident.get((n.path[L], linst, t))
+                if ent is None or elt not in ent.tile:
+                    raise SimulatorError(f"{n.name}: {t}{elt} not resident at the innermost kept level")
+                key = (ev, "unit-read", n.path[L], linst, t, elt,
+                       self._key_between(n, positions, L, n_units, "multicast"))
+                if key in self.seen:
+                    self._bump(n.path[L], linst, t, "multicast")
+                else:
+                    self.seen.add(key)
+                    self._bump(n.path[L], linst, t, "reads")
+            o = n.output
+            elt = tuple(c[r] for r in n.out_ranks)
+            self.contrib[o][elt] += 1
+            L = n.kept[o][-1]
+            linst = self._inst(positions, L)
+            ent = self.resident.get((n.path[L], linst, o))
+            if ent is None or elt not in ent.tile:
+                raise SimulatorError(f"{n.name}: {o}{elt} not resident at the innermost kept level")
+            key = (ev, "unit-update", n.path[L], linst, o, elt,
+                   self._key_between(n, positions, L, n_units, "reduction"))
+            if key in self.seen:
+                self._bump(n.path[L], linst, o, "reductions")
+            else:
+                self.seen.add(key)
+                self._arrive_update(n.path[L], linst, o, elt)
+
+    # ---------------- groups ----------------
+    def _groups(self):
+        order = [e.name for e in self.wl.einsums]
+        listed = {}
+        for g in self.mapping.groups:
+            for name in g.einsums:
+                if name in listed:
+                    raise SimulatorError(f"einsum {name} in two groups")
+                listed[name] = g
+        out = []
+        done = set()
+        for name in order:
+            if name in done:
+                continue
+            g = listed.get(name)
+            if g is None:
+                out.append(([name], None))
+                done.add(name)
+            else:
+                if g.einsums[0] != name:
+                    raise SimulatorError(f"group {g.einsums} out of cascade order")
+                i = order.index(name)
+                if order[i:i + len(g.einsums)] != list(g.einsums):
+                    raise SimulatorError(f"group {g.einsums} is not consecutive")
+                out.append((list(g.einsums), g))
+                done.update(g.einsums)
+        return out
+
+    def run(self) -> SimResult:
+        ops: dict[str, int] = {}
+        steps: dict[str, int] = {}
+        unit_ops: dict[str, int] = defaultdict(int)
+        unit_cycles: dict[str, int] = defaultdict(int)
+        unit_energy: dict[str, int] = defaultdict(int)
+        groups: list[SimGroup] = []
+        for names, g in self._groups():
+            nests = [_build_nest(self.inst, self.mapping, name, g) for name in names]
+            self.traffic = defaultdict(int)
+            caches = {n.name: {} for n in nests}
+            nsteps = defaultdict(int)
+            fidx = self.arch.level_index(g.fusion_level) if g is not None else None
+            shared = list(g.shared_loops) if g is not None else []
+            for n in nests:
+                if [(lp.rank, lp.factor) for lp in n.temporal[:n.shared_count]] != \
+                        [(s.rank, s.factor) for s in shared]:
+                    raise SimulatorError(f"{n.name}: shared loops not outermost in nest order")
+            for shared_idx in itertools.product(*(range(s.factor) for s in shared)):
+                for n in nests:
+                    own = n.temporal[n.shared_count:]
+                    for own_idx in itertools.product(*(range(lp.factor) for lp in own)):
+                        self._step(n, tuple(shared_idx) + tuple(own_idx), caches[n.name])
+                        nsteps[n.name] += 1
+                    if len(nests) >= 2:
+                        self.event += 1
+                        self._flush(lambda ent: ent.level > fidx, self.event)
+            self.event += 1
+            self._flush(lambda ent: True, self.event)
+            # compute
+            g_units: dict[str, int] = defaultdict(int)
+            for n in nests:
+                ops[n.name] = n.ops
+                steps[n.name] = nsteps[n.name]
+                cost = self.arch.unit(n.unit).ops[n.op]
+                cyc = math.ceil(Fraction(nsteps[n.name]) / Fraction(cost.per_cycle))
+                g_units[n.unit] += cyc
+                unit_ops[n.unit] += n.ops
+                unit_cycles[n.unit] += cyc
+                unit_energy[n.unit] += n.ops * fj(cost.energy_pj)
+            # levels: max over instances of the words moved there during the group
+            g_traffic: dict[str, int] = {}
+            g_levels: dict[str, int] = {}
+            for (level, _inst), words in self.traffic.items():
+                lv = self.arch.levels[level]
+                g_traffic[lv.name] = max(g_traffic.get(lv.name, 0), words)
+            for name, words in g_traffic.items():
+                bw = self.arch.levels[self.arch.level_index(name)].bandwidth
+                if bw is not None and words:
+                    g_levels[name] = math.ceil(Fraction(words) / Fraction(bw))
+            latency = max([0, *g_units.values(), *g_levels.values()])
+            groups.append(SimGroup(names, latency, dict(g_units), g_levels, g_traffic))
+        counts = {}
+        energy = 0
+        for (level, t), c in self.counts.items():
+            lv = self.arch.levels[level]
+            counts[(lv.name, t)] = dict(c)
+            energy += c["reads"] * fj(lv.read_pj) + c["writes"] * fj(lv.write_pj)
+        energy += sum(unit_energy.values())
+        peak = {self.arch.levels[i].name: v for i, v in self.peak.items()}
+        return SimResult(counts, ops, steps, dict(unit_ops), dict(unit_cycles), dict(unit_energy), peak, groups,
+                         energy, sum(g.latency_cycles for g in groups))
+
+
+def simulate(inst: Instance, mapping: Mapping) -> SimResult:
+    """Run the mapping literally; raises FusionAcrossReduction or SimulatorError."""
+    return Simulator(inst, mapping).run()

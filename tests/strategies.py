@@ -1,0 +1,474 @@
+"""Hypothesis strategies: small random instances and random mappings for them.
+
+Everything is built from the pydantic spec classes only. Instances are kept tiny (at most MAX_POINTS iteration
+points per Einsum) so that the literal simulator in tests/simulator.py can run every point.
+
+* `workloads()`         1-4 Einsums: matmul chains, windows of the softmax cascade (QK, MX, SN, SD, A, AV) or a
+                        random cascade of matmuls, reductions (add/max) and element-wise ops with broadcasting.
+* `architectures(wl)`   DRAM + 1..3 on-chip levels (small capacities sometimes, energies with <= 3 decimals,
+                        fractional or unlimited bandwidths, 1..4 x 1..4 meshes with random multicast/reduction),
+                        one or two compute units (the second with its own `serves`-restricted level).
+* `mappings(inst)`      random valid mappings: keep/bypass respecting may_keep/must_keep and the residency rules,
+                        random factorizations (temporal and spatial within mesh limits), random loop orders, random
+                        fused groups (a single-instance fusion level, shared loops over allowed ranks) and, when
+                        `allow_invalid`, sometimes a deliberately invalid shared loop over a reduced rank.
+* `cases()`             (instance, mapping) pairs for the property test.
+"""
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from fractions import Fraction
+
+from hypothesis import strategies as st
+
+from mapsolve.model.spec import (Architecture, ComputeUnit, Einsum, EinsumMapping, FusedGroup, Instance, Level,
+                                 LevelMapping, Loop, Mapping, Mesh, OpCost, SharedLoop, SpatialLoop, TensorRef,
+                                 Workload)
+
+BOUNDS = [1, 2, 3, 4, 5, 6, 7, 8, 12]
+MAX_POINTS = 500          # per Einsum
+MAX_TOTAL_POINTS = 1200   # whole workload
+REDUCING = ("mac", "add", "max")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Workloads
+# --------------------------------------------------------------------------------------------------------------
+def _E(name, out, out_ranks, inputs, op):
+    return dict(name=name, out=(out, list(out_ranks)), inputs=[(t, list(r)) for t, r in inputs], op=op)
+
+
+SOFTMAX = [
+    _E("QK", "QK", "mp", [("Q", "me"), ("K", "ep")], "mac"),
+    _E("MX", "MX", "p", [("QK", "mp")], "max"),
+    _E("SN", "SN", "mp", [("QK", "mp"), ("MX", "p")], "exp"),
+    _E("SD", "SD", "p", [("SN", "mp")], "add"),
+    _E("A", "A", "mp", [("SN", "mp"), ("SD", "p")], "div"),
+    _E("AV", "AV", "pf", [("A", "mp"), ("V", "mf")], "mac"),
+]
+
+CHAIN_RANKS = ["m", "k", "n", "p", "q"]
+
+
+def _space(e) -> list[str]:
+    out = []
+    for _, ranks in [e["out"], *e["inputs"]]:
+        for r in ranks:
+            if r not in out:
+                out.append(r)
+    return out
+
+
+@st.composite
+def _softmax_window(draw):
+    n = draw(st.integers(1, 4))
+    start = draw(st.integers(0, len(SOFTMAX) - n))
+    return [dict(e) for e in SOFTMAX[start:start + n]]
+
+
+@st.composite
+def _matmul_chain(draw):
+    n = draw(st.integers(1, 4))
+    out = []
+    prev = ("X", ["m", "k"])
+    for i in range(n):
+        a, b = CHAIN_RANKS[i + 1], CHAIN_RANKS[i + 2] if i + 2 < len(CHAIN_RANKS) else "r"
+        w = (f"W{i}", [a, b] if draw(st.booleans()) else [b, a])
+        name = f"C{i}"
+        out.append(_E(name, name, ["m", b], [prev, w] if draw(st.booleans()) else [w, prev], "mac"))
+        prev = (name, ["m", b])
+    return out
+
+
+@st.composite
+def _random_cascade(draw):
+    pool = ["m", "n", "k", "p", "q"]
+    n = draw(st.integers(1, 4))
+    produced: list[tuple[str, list[str]]] = []
+    einsums = []
+    fresh = iter(range(100))
+
+    def new_input(ranks):
+        return (f"X{next(fresh)}", list(ranks))
+
+    for i in range(n):
+        if produced and draw(st.integers(0, 9)) < 8:
+            main = draw(st.sampled_from(produced))
+        else:
+            k = draw(st.integers(1, 2))
+            main = new_input(draw(st.permutations(pool))[:k])
+        R = main[1]
+        kinds = ["unary", "binary"] + (["matmul", "reduce"] if R else [])
+        kind = draw(st.sampled_from(kinds))
+        name = f"T{i}"
+        if kind == "matmul":
+            k = draw(st.sampled_from(R))
+            others = [r for r in pool if r not in R]
+            nr = draw(st.sampled_from(others)) if others and draw(st.integers(0, 4)) else None
+            wr = [k] + ([nr] if nr else [])
+            if draw(st.booleans()):
+                wr.reverse()
+            w = new_input(wr)
+            out_r = [r for r in R if r != k] + ([nr] if nr else [])
+            ins = [main, w] if draw(st.booleans()) else [w, main]
+            einsums.append(_E(name, name, out_r, ins, "mac"))
+        elif kind == "reduce":
+            r = draw(st.sampled_from(R))
+            out_r = [x for x in R if x != r]
+            einsums.append(_E(name, name, out_r, [main], draw(st.sampled_from(["add", "max"]))))
+        elif kind == "unary":
+            einsums.append(_E(name, name, R, [main], draw(st.sampled_from(["exp", "copy"]))))
+        else:
+            cands = [p for p in produced if p[0] != main[0] and set(p[1]) <= set(R)]
+            if cands and draw(st.booleans()):
+                second = draw(st.sampled_from(cands))
+            else:
+                extra = [r for r in pool if r not in R]
+                sub = [r for r in R if draw(st.booleans())]
+                if extra and len(R) < 3 and draw(st.integers(0, 3)) == 0:
+                    sub.append(draw(st.sampled_from(extra)))
+                second = new_input(sub)
+            out_r = list(R) + [r for r in second[1] if r not in R]
+            ins = [main, second] if draw(st.booleans()) else [second, main]
+            einsums.append(_E(name, name, out_r, ins, draw(st.sampled_from(["sub", "div", "mul", "add"]))))
+        produced.append((name, einsums[-1]["out"][1]))
+    return einsums
+
+
+def _fit_bounds(bounds: dict[str, int], einsums) -> dict[str, int]:
+    """Shrink the largest bounds until every Einsum (and the whole workload) is small enough."""
+    def points(e):
+        return math.prod(bounds[r] for r in _space(e))
+
+    while True:
+        big = [e for e in einsums if points(e) > MAX_POINTS]
+        if not big and sum(points(e) for e in einsums) <= MAX_TOTAL_POINTS:
+            return bounds
+        e = big[0] if big else max(einsums, key=points)
+        r = max(_space(e), key=lambda x: (bounds[x], x))
+        bounds[r] = max(b for b in BOUNDS if b < bounds[r])
+
+
+@st.composite
+def workloads(draw) -> Workload:
+    kind = draw(st.sampled_from(["softmax", "chain", "random"]))
+    einsums = draw({"softmax": _softmax_window(), "chain": _matmul_chain(), "random": _random_cascade()}[kind])
+    ranks = []
+    for e in einsums:
+        for r in _space(e):
+            if r not in ranks:
+                ranks.append(r)
+    bounds = {r: draw(st.sampled_from(BOUNDS)) for r in ranks}
+    bounds = _fit_bounds(bounds, einsums)
+    return Workload(
+        ranks=bounds,
+        word_bits=draw(st.sampled_from([8, 16, 32])),
+        einsums=[Einsum(name=e["name"], output=TensorRef(tensor=e["out"][0], ranks=e["out"][1]),
+                        inputs=[TensorRef(tensor=t, ranks=r) for t, r in e["inputs"]], op=e["op"])
+                 for e in einsums])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Architectures
+# --------------------------------------------------------------------------------------------------------------
+def tensors_of(wl: Workload) -> list[str]:
+    out = []
+    for e in wl.einsums:
+        for ref in (e.output, *e.inputs):
+            if ref.tensor not in out:
+                out.append(ref.tensor)
+    return out
+
+
+_pj = st.integers(0, 4000).map(lambda i: Decimal(i).scaleb(-3))
+_bandwidth = st.one_of(st.none(), st.builds(Fraction, st.integers(1, 12), st.sampled_from([1, 2, 3, 4])))
+_per_cycle = st.sampled_from([Fraction(1), Fraction(2), Fraction(1, 2), Fraction(1, 7), Fraction(3, 2),
+                              Fraction(4)])
+
+
+@st.composite
+def meshes(draw) -> Mesh:
+    return Mesh(x=draw(st.sampled_from([1, 1, 2, 2, 3, 4])), y=draw(st.sampled_from([1, 1, 1, 2, 3, 4])),
+                multicast=draw(st.booleans()), reduction=draw(st.booleans()))
+
+
+@st.composite
+def architectures(draw, wl: Workload) -> Architecture:
+    tensors = tensors_of(wl)
+    ops = sorted({e.op for e in wl.einsums})
+    two_units = draw(st.integers(0, 3)) == 0
+    n_common = draw(st.integers(1, 3))
+    tails = []
+    if two_units:
+        n_common = min(n_common, 2)
+        tails = [u for u in ("U0", "U1") if draw(st.booleans())][: 3 - n_common]
+    levels = [Level(name="DRAM", read_pj=draw(_pj), write_pj=draw(_pj), bandwidth=draw(_bandwidth))]
+    names = [f"L{i}" for i in range(1, n_common + 1)] + [f"R{u}" for u in tails]
+    serves = [None] * n_common + [[u] for u in tails]
+    for i, (name, sv) in enumerate(zip(names, serves)):
+        cap = draw(st.sampled_from(["none", "words", "words", "bits"]))
+        kw = {}
+        if cap == "words":
+            kw["capacity_words"] = draw(st.integers(1, 300))
+        elif cap == "bits":
+            kw["capacity_bits"] = draw(st.integers(1, 300 * wl.word_bits))
+        may = None
+        must: list[str] = []
+        if draw(st.integers(0, 9)) == 0:
+            may = sorted(draw(st.sets(st.sampled_from(tensors), min_size=1)))
+        if draw(st.integers(0, 9)) == 0:
+            must = sorted(draw(st.sets(st.sampled_from(may or tensors), max_size=2)))
+        levels.append(Level(name=name, read_pj=draw(_pj), write_pj=draw(_pj), bandwidth=draw(_bandwidth),
+                            mesh=Mesh() if i == 0 and draw(st.booleans()) else draw(meshes()), may_keep=may, must_keep=must, serves=sv, **kw))
+
+    def opcosts(sub):
+        return {op: OpCost(energy_pj=draw(_pj), per_cycle=draw(_per_cycle)) for op in sub}
+
+    units = [ComputeUnit(name="U0", mesh=draw(meshes()), ops=opcosts(ops))]
+    if two_units:
+        sub = sorted(draw(st.sets(st.sampled_from(ops), min_size=1)))
+        units.append(ComputeUnit(name="U1", mesh=draw(meshes()), ops=opcosts(sub)))
+    return Architecture(levels=levels, compute_units=units)
+
+
+@st.composite
+def instances(draw) -> Instance:
+    wl = draw(workloads())
+    return Instance(name="random", workload=wl, architecture=draw(architectures(wl)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Mappings
+# --------------------------------------------------------------------------------------------------------------
+def _primes(n: int) -> list[int]:
+    out, p = [], 2
+    while n > 1:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    return out
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _space_of(e: Einsum) -> list[str]:
+    out = []
+    for ref in (e.output, *e.inputs):
+        for r in ref.ranks:
+            if r not in out:
+                out.append(r)
+    return out
+
+
+def _reduced(e: Einsum) -> set[str]:
+    return set(_space_of(e)) - set(e.output.ranks)
+
+
+@st.composite
+def _factorize(draw, inst: Instance, e: Einsum, path: list[int], unit: ComputeUnit, first_pos: int,
+               remaining: dict[str, int]):
+    """Random temporal/spatial loops for the path positions >= first_pos; returns per position (temporal, spatial)."""
+    arch = inst.architecture
+    n = len(path)
+    fed = [arch.levels[path[p + 1]].mesh if p + 1 < n else unit.mesh for p in range(n)]
+    budget = {(p, a): getattr(fed[p], a) for p in range(n) for a in ("x", "y")}
+    temporal: dict[tuple[int, str], int] = {}
+    spatial: dict[tuple[int, str, str], int] = {}
+    space = _space_of(e)
+    for r in space:
+        for prime in _primes(remaining[r]):
+            pos = draw(st.integers(first_pos, n - 1))
+            if draw(st.integers(0, 2)) == 0:
+                axis = draw(st.sampled_from(["x", "y"]))
+                if budget[(pos, axis)] >= prime:       # budget = floor(mesh axis / spatial product so far)
+                    budget[(pos, axis)] //= prime
+                    spatial[(pos, r, axis)] = spatial.get((pos, r, axis), 1) * prime
+                    continue
+            temporal[(pos, r)] = temporal.get((pos, r), 1) * prime
+    per_pos = []
+    for p in range(n):
+        if p < first_pos:
+            per_pos.append(([], []))
+            continue
+        tl = [Loop(rank=r, factor=f) for (q, r), f in temporal.items() if q == p]
+        # sometimes a transparent factor-1 loop
+        have = {lp.rank for lp in tl}
+        for r in space:
+            if r not in have and draw(st.integers(0, 7)) == 0:
+                tl.append(Loop(rank=r, factor=1))
+        tl = draw(st.permutations(tl)) if tl else []
+        sl = [SpatialLoop(rank=r, factor=f, axis=a) for (q, r, a), f in spatial.items() if q == p]
+        sl = draw(st.permutations(sl)) if sl else []
+        per_pos.append((list(tl), list(sl)))
+    return per_pos
+
+
+def _budget_ok(inst, path, unit, per_pos) -> bool:
+    arch = inst.architecture
+    n = len(path)
+    for p, (_, sl) in enumerate(per_pos):
+        mesh = arch.levels[path[p + 1]].mesh if p + 1 < n else unit.mesh
+        for a in ("x", "y"):
+            if math.prod(s.factor for s in sl if s.axis == a) > getattr(mesh, a):
+                return False
+    return True
+
+
+@st.composite
+def mappings(draw, inst: Instance, allow_invalid: bool = True) -> Mapping:
+    wl, arch = inst.workload, inst.architecture
+    einsums = list(wl.einsums)
+    names = [e.name for e in einsums]
+    by_name = {e.name: e for e in einsums}
+    consumers: dict[str, list[str]] = {}
+    producer: dict[str, str] = {}
+    for e in einsums:
+        producer[e.output.tensor] = e.name
+        for i in e.inputs:
+            consumers.setdefault(i.tensor, []).append(e.name)
+
+    # units
+    unit_of = {}
+    for e in einsums:
+        able = [u.name for u in arch.compute_units if e.op in u.ops]
+        unit_of[e.name] = draw(st.sampled_from(able))
+
+    # partition into consecutive chunks
+    chunks, cur = [], [names[0]]
+    for nm in names[1:]:
+        if draw(st.integers(0, 2)) > 0:
+            cur.append(nm)
+        else:
+            chunks.append(cur)
+            cur = [nm]
+    chunks.append(cur)
+
+    groups: list[dict] = []
+    for chunk in chunks:
+        fuse = len(chunk) >= 2 and draw(st.integers(0, 5)) > 0 or len(chunk) == 1 and draw(st.integers(0, 9)) == 0
+        g = None
+        if fuse:
+            g = _plan_group(draw, inst, chunk, unit_of, consumers, producer, allow_invalid)
+        if g is None:
+            groups.extend({"einsums": [nm], "fused": False} for nm in chunk)
+        else:
+            groups.append(g)
+
+    ems = []
+    fgroups = []
+    for g in groups:
+        keep_above: dict[tuple[int, str], bool] = {}     # shared keep decisions at F and above
+        for nm in g["einsums"]:
+            e = by_name[nm]
+            unit = arch.unit(unit_of[nm])
+            path = arch.path(unit.name)
+            fpos = path.index(g["F"]) if g["fused"] else None
+            remaining = {r: wl.ranks[r] for r in _space_of(e)}
+            if g["fused"]:
+                for sl in g["shared"]:
+                    remaining[sl[1]] //= sl[2]
+            per_pos = draw(_factorize(inst, e, path, unit, fpos or 0, remaining))
+            assert _budget_ok(inst, path, unit, per_pos)
+            levels = []
+            for pos, li in enumerate(path):
+                lv = arch.levels[li]
+                keep = []
+                for ref in (e.output, *e.inputs):
+                    t = ref.tensor
+                    fused_int = g["fused"] and t in g["intermediates"]
+                    if pos == 0:
+                        k = not fused_int
+                    elif fused_int and pos < fpos:
+                        k = False
+                    elif fused_int and pos == fpos:
+                        k = True
+                    elif t in lv.must_keep:
+                        k = True
+                    elif lv.may_keep is not None and t not in lv.may_keep:
+                        k = False
+                    elif g["fused"] and pos <= fpos:
+                        k = keep_above.setdefault((li, t), draw(st.booleans()))
+                    else:
+                        k = draw(st.booleans())
+                    if g["fused"] and pos <= fpos:
+                        keep_above.setdefault((li, t), k)
+                    if k:
+                        keep.append(t)
+                tl, sl = per_pos[pos]
+                levels.append(LevelMapping(level=lv.name, keep=keep, temporal=tl, spatial=sl))
+            ems.append(EinsumMapping(einsum=nm, compute_unit=unit.name, levels=levels))
+        if g["fused"]:
+            fgroups.append(FusedGroup(einsums=g["einsums"], fusion_level=arch.levels[g["F"]].name,
+                                      shared_loops=[SharedLoop(level=arch.levels[li].name, rank=r, factor=f)
+                                                    for li, r, f in g["shared"]]))
+    return Mapping(einsums=ems, groups=fgroups)
+
+
+def _plan_group(draw, inst: Instance, chunk: list[str], unit_of, consumers, producer, allow_invalid):
+    wl, arch = inst.workload, inst.architecture
+    by_name = {e.name: e for e in wl.einsums}
+    paths = [arch.path(unit_of[nm]) for nm in chunk]
+    intermediates = []
+    for nm in chunk:
+        t = by_name[nm].output.tensor
+        cons = consumers.get(t, [])
+        if cons and all(c in chunk for c in cons):
+            intermediates.append(t)
+    # F: on every path, every level above it on every path too, single instance guaranteed by construction
+    cands = []
+    for li in paths[0][1:]:
+        if not all(li in p for p in paths):
+            continue
+        if not all(p[:p.index(li)] == paths[0][:paths[0].index(li)] for p in paths):
+            continue
+        lv = arch.levels[li]
+        if any(arch.levels[x].mesh.size != 1 for x in paths[0][1:paths[0].index(li) + 1]):
+            continue      # the fusion level must be a single physical instance (evaluator rule)
+        if lv.may_keep is not None and not set(intermediates) <= set(lv.may_keep):
+            continue
+        cands.append(li)
+    if not cands:
+        return None
+    F = draw(st.sampled_from(cands))
+    above = paths[0][:paths[0].index(F)]
+    # ranks a shared loop may use
+    common = set(_space_of(by_name[chunk[0]]))
+    for nm in chunk[1:]:
+        common &= set(_space_of(by_name[nm]))
+    forbidden = set()
+    for nm in chunk:
+        e = by_name[nm]
+        if any(c in chunk for c in consumers.get(e.output.tensor, [])):
+            forbidden |= _reduced(e)
+    ok = sorted(common - forbidden)
+    shared: list[tuple[int, str, int]] = []
+    for r in ok:
+        rest = wl.ranks[r]
+        for li in above:
+            f = draw(st.sampled_from(_divisors(rest)))
+            if f > 1 or draw(st.integers(0, 5)) == 0:
+                shared.append((li, r, f))
+                rest //= f
+    bad = sorted(r for r in common & forbidden if wl.ranks[r] > 1)
+    invalid = False
+    if allow_invalid and bad and draw(st.integers(0, 2)) == 0:
+        r = draw(st.sampled_from(bad))
+        f = draw(st.sampled_from([d for d in _divisors(wl.ranks[r]) if d > 1]))
+        shared.append((draw(st.sampled_from(above)), r, f))
+        invalid = True
+    # order: by level, random within a level
+    shared = draw(st.permutations(shared)) if shared else []
+    shared = sorted(shared, key=lambda s: above.index(s[0]))
+    return {"einsums": list(chunk), "fused": True, "F": F, "shared": shared, "intermediates": intermediates,
+            "invalid": invalid}
+
+
+@st.composite
+def cases(draw, allow_invalid: bool = True):
+    """(instance, mapping) pairs for the property test."""
+    inst = draw(instances())
+    return inst, draw(mappings(inst, allow_invalid=allow_invalid))

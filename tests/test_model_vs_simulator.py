@@ -1,0 +1,308 @@
+"""The closed-form evaluator (mapsolve.model) against the literal loop-nest simulator (tests/simulator.py).
+
+Property test: for random small instances and random mappings (tests/strategies.py), either both sides reject
+the mapping as fusion across a reduction, or every count, the ops, the capacity requirement, energy and latency
+agree exactly. Plus hand-checked regression cases whose numbers were worked out by hand from docs/model.md, and
+every saved case in tests/cases/*.json.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from mapsolve.model import MappingError, analyze  # noqa: E402
+from mapsolve.model.spec import Instance, Mapping  # noqa: E402
+from simulator import COUNTERS, FusionAcrossReduction, simulate  # noqa: E402
+from strategies import cases  # noqa: E402
+
+CASES = Path(__file__).parent / "cases"
+
+
+def case_json(inst: Instance, mapping: Mapping) -> str:
+    return json.dumps({"instance": inst.model_dump(mode="json", exclude_defaults=True),
+                       "mapping": mapping.model_dump(mode="json", exclude_defaults=True)}, indent=1)
+
+
+def mismatches(inst: Instance, mapping: Mapping) -> list[str]:
+    """Every difference between the evaluator and the simulator (empty when they agree)."""
+    try:
+        sim = simulate(inst, mapping)
+    except FusionAcrossReduction as err:
+        try:
+            analyze(inst, mapping)
+        except MappingError:
+            return []
+        return [f"simulator: fusion across a reduction ({err}); evaluator accepted the mapping"]
+    try:
+        res = analyze(inst, mapping)
+    except MappingError as err:
+        return [f"evaluator raised MappingError ({err}); the simulator ran the mapping"]
+    out = []
+    for key in sorted(set(sim.counts) | set(res.counts)):
+        s = sim.counts.get(key, dict.fromkeys(COUNTERS, 0))
+        r = asdict(res.counts[key]) if key in res.counts else dict.fromkeys(COUNTERS, 0)
+        for c in COUNTERS:
+            if s[c] != r[c]:
+                out.append(f"{key[0]}/{key[1]} {c}: simulator {s[c]}, evaluator {r[c]}")
+    for u in sorted(set(sim.unit_ops) | set(res.units)):
+        ru = res.units.get(u)
+        for what, sv, rv in (("ops", sim.unit_ops.get(u, 0), ru.ops if ru else 0),
+                             ("cycles", sim.unit_cycles.get(u, 0), ru.cycles if ru else 0),
+                             ("energy_fj", sim.unit_energy_fj.get(u, 0), ru.energy_fj if ru else 0)):
+            if sv != rv:
+                out.append(f"unit {u} {what}: simulator {sv}, evaluator {rv}")
+    for lv in inst.architecture.levels:
+        sv, rv = sim.peak.get(lv.name, 0), res.capacity_required.get(lv.name, 0)
+        if sv != rv:
+            out.append(f"capacity {lv.name}: simulator peak {sv}, evaluator {rv}")
+    if len(sim.groups) != len(res.groups):
+        out.append(f"groups: simulator {len(sim.groups)}, evaluator {len(res.groups)}")
+    else:
+        for sg, rg in zip(sim.groups, res.groups):
+            if sg.einsums != list(rg.einsums):
+                out.append(f"group einsums: simulator {sg.einsums}, evaluator {rg.einsums}")
+            for u in sorted(set(sg.unit_cycles) | set(rg.unit_cycles)):
+                if sg.unit_cycles.get(u, 0) != rg.unit_cycles.get(u, 0):
+                    out.append(f"group {sg.einsums} unit {u} cycles: simulator {sg.unit_cycles.get(u, 0)}, "
+                               f"evaluator {rg.unit_cycles.get(u, 0)}")
+            for lv in sorted(set(sg.level_cycles) | set(rg.level_cycles)):
+                if sg.level_cycles.get(lv, 0) != rg.level_cycles.get(lv, 0):
+                    out.append(f"group {sg.einsums} level {lv} cycles: simulator {sg.level_cycles.get(lv, 0)}, "
+                               f"evaluator {rg.level_cycles.get(lv, 0)}")
+            if sg.latency_cycles != rg.latency_cycles:
+                out.append(f"group {sg.einsums} latency: simulator {sg.latency_cycles} (units {sg.unit_cycles}, "
+                           f"levels {sg.level_cycles}), evaluator {rg.latency_cycles} (units {rg.unit_cycles}, "
+                           f"levels {rg.level_cycles})")
+    if sim.energy_fj != res.energy_fj:
+        out.append(f"energy_fj: simulator {sim.energy_fj}, evaluator {res.energy_fj}")
+    if sim.latency_cycles != res.latency_cycles:
+        out.append(f"latency_cycles: simulator {sim.latency_cycles}, evaluator {res.latency_cycles}")
+    return out
+
+
+def check(inst: Instance, mapping: Mapping) -> None:
+    diff = mismatches(inst, mapping)
+    assert not diff, "\n".join(diff[:40]) + "\n\ncase:\n" + case_json(inst, mapping)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Property test
+# --------------------------------------------------------------------------------------------------------------
+@settings(max_examples=600, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(cases())
+def test_evaluator_matches_simulator(case):
+    inst, mapping = case
+    check(inst, mapping)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Hand-checked cases
+# --------------------------------------------------------------------------------------------------------------
+MATMUL = {"ranks": {"m": 2, "n": 2, "k": 2}, "word_bits": 16,
+          "einsums": [{"name": "MM", "op": "mac", "output": {"tensor": "Z", "ranks": ["m", "n"]},
+                       "inputs": [{"tensor": "A", "ranks": ["m", "k"]}, {"tensor": "B", "ranks": ["k", "n"]}]}]}
+
+
+def two_level(unit_mesh=None, dram_bw=None, buf_bw=None) -> dict:
+    return {"levels": [{"name": "DRAM", "read_pj": "1", "write_pj": "2", **({"bandwidth": dram_bw} if dram_bw else {})},
+                       {"name": "Buf", "read_pj": "0.1", "write_pj": "0.2", "capacity_words": 100,
+                        **({"bandwidth": buf_bw} if buf_bw else {})}],
+            "compute_units": [{"name": "U", "mesh": unit_mesh or {}, "ops": {"mac": {"energy_pj": "0.5"}}}]}
+
+
+def matmul_mapping(dram_t, buf_t, buf_s=(), buf_keep=("A", "B", "Z")) -> dict:
+    return {"einsums": [{"einsum": "MM", "compute_unit": "U", "levels": [
+        {"level": "DRAM", "keep": ["A", "B", "Z"], "temporal": [{"rank": r, "factor": f} for r, f in dram_t]},
+        {"level": "Buf", "keep": list(buf_keep), "temporal": [{"rank": r, "factor": f} for r, f in buf_t],
+         "spatial": [{"rank": r, "factor": f, "axis": a} for r, f, a in buf_s]}]}]}
+
+
+def counts(res, level, tensor) -> dict:
+    return asdict(res.counts[(level, tensor)])
+
+
+def sim_counts(sim, level, tensor) -> dict:
+    return sim.counts[(level, tensor)]
+
+
+def both(inst, mapping):
+    """Simulator and evaluator results, after checking they agree."""
+    check(inst, mapping)
+    return simulate(inst, mapping), analyze(inst, mapping)
+
+
+def test_two_level_matmul_by_hand():
+    # DRAM loops m:2 (outer), n:2; Buf loop k:2. Buf tiles: A 2 words (reload on every m: R=2), B 2 words (R=4),
+    # Z 1 word (R=4, Rrel=4: no read-back). Unit: 8 ops.
+    inst = Instance.model_validate({"name": "mm", "workload": MATMUL,
+                                    "architecture": two_level(dram_bw="1/2", buf_bw="4")})
+    m = Mapping.model_validate(matmul_mapping([("m", 2), ("n", 2)], [("k", 2)]))
+    sim, res = both(inst, m)
+    for c in (sim_counts(sim, "Buf", "A"), counts(res, "Buf", "A")):
+        assert (c["fills"], c["writes"], c["reads"]) == (4, 4, 8)
+    for c in (sim_counts(sim, "Buf", "B"), counts(res, "Buf", "B")):
+        assert (c["fills"], c["writes"], c["reads"]) == (8, 8, 8)
+    for c in (sim_counts(sim, "Buf", "Z"), counts(res, "Buf", "Z")):
+        assert (c["updates"], c["update_reads"], c["drains"], c["readbacks"], c["reads"], c["writes"]) == \
+               (8, 4, 4, 0, 8, 8)
+    for c in (sim_counts(sim, "DRAM", "Z"), counts(res, "DRAM", "Z")):
+        assert (c["updates"], c["update_reads"], c["writes"], c["reads"]) == (4, 0, 4, 0)
+    assert counts(res, "DRAM", "A")["reads"] == 4 and counts(res, "DRAM", "B")["reads"] == 8
+    # energy: DRAM 12 reads x 1000 + 4 writes x 2000; Buf 24 reads x 100 + 20 writes x 200; 8 ops x 500
+    assert sim.energy_fj == res.energy_fj == 12000 + 8000 + 2400 + 4000 + 4000
+    # latency: 8 steps; DRAM 16 words at 1/2 -> 32 cycles; Buf 44 words at 4 -> 11 cycles
+    assert sim.latency_cycles == res.latency_cycles == 32
+    assert sim.peak["Buf"] == res.capacity_required["Buf"] == 5
+
+
+@pytest.mark.parametrize("multicast", [True, False])
+def test_multicast_by_hand(multicast):
+    # n spread over 2 units: A[m,k] does not depend on n -> one Buf read feeds both units when multicast is allowed.
+    mesh = {"x": 2, "multicast": multicast}
+    inst = Instance.model_validate({"name": "mc", "workload": MATMUL, "architecture": two_level(unit_mesh=mesh)})
+    m = Mapping.model_validate(matmul_mapping([], [("m", 2), ("k", 2)], [("n", 2, "x")]))
+    sim, res = both(inst, m)
+    want = (4, 4) if multicast else (8, 0)
+    for c in (sim_counts(sim, "Buf", "A"), counts(res, "Buf", "A")):
+        assert (c["reads"], c["multicast"]) == want
+    for c in (sim_counts(sim, "Buf", "B"), counts(res, "Buf", "B")):
+        assert (c["reads"], c["multicast"], c["fills"]) == (8, 0, 4)
+
+
+@pytest.mark.parametrize("reduction", [True, False])
+def test_spatial_reduction_by_hand(reduction):
+    # k spread over 2 units: the two partial products of Z[m,n] are summed in the network when allowed.
+    mesh = {"x": 2, "reduction": reduction}
+    inst = Instance.model_validate({"name": "rd", "workload": MATMUL, "architecture": two_level(unit_mesh=mesh)})
+    m = Mapping.model_validate(matmul_mapping([], [("m", 2), ("n", 2)], [("k", 2, "x")]))
+    sim, res = both(inst, m)
+    want = (4, 4, 0) if reduction else (8, 0, 4)
+    for c in (sim_counts(sim, "Buf", "Z"), counts(res, "Buf", "Z")):
+        assert (c["updates"], c["reductions"], c["update_reads"]) == want
+
+
+def test_partial_sum_readback_by_hand():
+    # DRAM loops k:2 (outer), m:2; Buf loop n:2. The Z tile (2 words) is resident 4 times but only 2 are first
+    # visits: 8 drains, 4 read-backs; DRAM sees 8 updates of which 4 are first writes.
+    inst = Instance.model_validate({"name": "rb", "workload": MATMUL, "architecture": two_level()})
+    m = Mapping.model_validate(matmul_mapping([("k", 2), ("m", 2)], [("n", 2)]))
+    sim, res = both(inst, m)
+    for c in (sim_counts(sim, "Buf", "Z"), counts(res, "Buf", "Z")):
+        assert (c["drains"], c["readbacks"], c["fills"], c["updates"], c["update_reads"]) == (8, 4, 4, 8, 4)
+        assert (c["reads"], c["writes"]) == (12, 12)
+    for c in (sim_counts(sim, "DRAM", "Z"), counts(res, "DRAM", "Z")):
+        assert (c["updates"], c["update_reads"], c["reads"], c["writes"]) == (8, 4, 8, 8)
+    for c in (sim_counts(sim, "Buf", "A"), counts(res, "Buf", "A")):
+        assert c["fills"] == 4
+    for c in (sim_counts(sim, "Buf", "B"), counts(res, "Buf", "B")):
+        assert c["fills"] == 4
+
+
+SOFTMAX3 = {"ranks": {"m": 4, "p": 2}, "word_bits": 16, "einsums": [
+    {"name": "MX", "op": "max", "output": {"tensor": "MX", "ranks": ["p"]},
+     "inputs": [{"tensor": "QK", "ranks": ["m", "p"]}]},
+    {"name": "SN", "op": "exp", "output": {"tensor": "SN", "ranks": ["m", "p"]},
+     "inputs": [{"tensor": "QK", "ranks": ["m", "p"]}, {"tensor": "MX", "ranks": ["p"]}]},
+    {"name": "SD", "op": "add", "output": {"tensor": "SD", "ranks": ["p"]},
+     "inputs": [{"tensor": "SN", "ranks": ["m", "p"]}]}]}
+
+
+def softmax3(shared_rank: str):
+    arch = {"levels": [{"name": "DRAM", "read_pj": "1", "write_pj": "1"},
+                       {"name": "GLB", "read_pj": "0.125", "write_pj": "0.25", "capacity_words": 64}],
+            "compute_units": [{"name": "U", "ops": {op: {"energy_pj": "0.01"} for op in ("max", "exp", "add")}}]}
+    other = "m" if shared_rank == "p" else "p"
+    glb = {"MX": ["QK", "MX"], "SN": ["SN", "QK", "MX"], "SD": ["SD", "SN"]}
+    dram = {"MX": ["QK"], "SN": ["QK"], "SD": ["SD"]}
+    mapping = {"einsums": [{"einsum": e, "compute_unit": "U", "levels": [
+        {"level": "DRAM", "keep": dram[e]},
+        {"level": "GLB", "keep": glb[e], "temporal": [{"rank": other, "factor": SOFTMAX3["ranks"][other]}]}]}
+        for e in ("MX", "SN", "SD")],
+        "groups": [{"einsums": ["MX", "SN", "SD"], "fusion_level": "GLB",
+                    "shared_loops": [{"level": "DRAM", "rank": shared_rank,
+                                      "factor": SOFTMAX3["ranks"][shared_rank]}]}]}
+    return (Instance.model_validate({"name": "sm", "workload": SOFTMAX3, "architecture": arch}),
+            Mapping.model_validate(mapping))
+
+
+def test_fused_softmax_by_hand():
+    # Shared loop over query rows p:2, each Einsum loops m:4 at GLB. QK is filled once for the group (tile 4 words,
+    # refetched per p) although MX and SN both read it; MX and SN never reach DRAM; SD drains once per element.
+    inst, m = softmax3("p")
+    sim, res = both(inst, m)
+    for c in (sim_counts(sim, "GLB", "QK"), counts(res, "GLB", "QK")):
+        assert (c["fills"], c["reads"]) == (8, 16)
+    for c in (sim_counts(sim, "GLB", "MX"), counts(res, "GLB", "MX")):
+        assert (c["updates"], c["update_reads"], c["reads"], c["drains"]) == (8, 6, 14, 0)
+    for c in (sim_counts(sim, "GLB", "SN"), counts(res, "GLB", "SN")):
+        assert (c["updates"], c["update_reads"], c["reads"]) == (8, 0, 8)
+    for c in (sim_counts(sim, "GLB", "SD"), counts(res, "GLB", "SD")):
+        assert (c["updates"], c["update_reads"], c["drains"], c["reads"]) == (8, 6, 2, 8)
+    for c in (sim_counts(sim, "DRAM", "SD"), counts(res, "DRAM", "SD")):
+        assert (c["updates"], c["writes"], c["update_reads"]) == (2, 2, 0)
+    for t in ("MX", "SN"):   # fused intermediates never reach DRAM
+        assert ("DRAM", t) not in sim.counts
+        assert ("DRAM", t) not in res.counts or not any(asdict(res.counts[("DRAM", t)]).values())
+    assert sim.peak["GLB"] == res.capacity_required["GLB"] == 4 + 1 + 4 + 1
+    assert sim.steps == {"MX": 8, "SN": 8, "SD": 8}
+
+
+def test_flush_below_fusion_level_by_hand():
+    # A: Y[m,n] = exp(X[m,n]); B: O[n] = sum_m Y[m,n]; fused at GLB under a shared loop over m (valid: O is not
+    # consumed in the group). B's Reg tile of O (n:2) is flushed after each of the 2 runs: 4 drains, and the second
+    # run reads back the 2 partial sums; at GLB the O tile persists across the shared loop (irrelevant to O).
+    inst = Instance.model_validate({"name": "flush", "workload": {"ranks": {"m": 4, "n": 2}, "einsums": [
+        {"name": "A", "op": "exp", "output": {"tensor": "Y", "ranks": ["m", "n"]},
+         "inputs": [{"tensor": "X", "ranks": ["m", "n"]}]},
+        {"name": "B", "op": "add", "output": {"tensor": "O", "ranks": ["n"]},
+         "inputs": [{"tensor": "Y", "ranks": ["m", "n"]}]}]},
+        "architecture": {"levels": [{"name": "DRAM", "read_pj": "1", "write_pj": "1"},
+                                    {"name": "GLB", "read_pj": "0.5", "write_pj": "0.5", "capacity_words": 32},
+                                    {"name": "Reg", "read_pj": "0.01", "write_pj": "0.01", "capacity_words": 4}],
+                         "compute_units": [{"name": "U", "ops": {"exp": {"energy_pj": "0.1"},
+                                                                 "add": {"energy_pj": "0.1"}}}]}})
+    levels = {"A": [("DRAM", ["X"]), ("GLB", ["Y"]), ("Reg", [])], "B": [("DRAM", ["O"]), ("GLB", ["Y", "O"]),
+                                                                         ("Reg", ["O"])]}
+    m = Mapping.model_validate({"einsums": [{"einsum": e, "compute_unit": "U", "levels": [
+        {"level": lv, "keep": keep, "temporal": {"DRAM": [], "GLB": [{"rank": "m", "factor": 2}],
+                                                 "Reg": [{"rank": "n", "factor": 2}]}[lv]}
+        for lv, keep in levels[e]]} for e in ("A", "B")],
+        "groups": [{"einsums": ["A", "B"], "fusion_level": "GLB",
+                    "shared_loops": [{"level": "DRAM", "rank": "m", "factor": 2}]}]})
+    sim, res = both(inst, m)
+    for c in (sim_counts(sim, "Reg", "O"), counts(res, "Reg", "O")):
+        assert (c["drains"], c["readbacks"], c["updates"], c["update_reads"]) == (4, 2, 8, 6)
+    for c in (sim_counts(sim, "GLB", "O"), counts(res, "GLB", "O")):
+        assert (c["updates"], c["update_reads"], c["drains"], c["reads"], c["writes"]) == (4, 2, 2, 6, 4)
+    for c in (sim_counts(sim, "DRAM", "O"), counts(res, "DRAM", "O")):
+        assert (c["updates"], c["writes"], c["update_reads"]) == (2, 2, 0)
+    for c in (sim_counts(sim, "GLB", "Y"), counts(res, "GLB", "Y")):
+        assert (c["updates"], c["update_reads"], c["reads"]) == (8, 0, 8)
+    assert sim.peak["GLB"] == res.capacity_required["GLB"] == 4 + 2
+    assert sim.peak["Reg"] == res.capacity_required["Reg"] == 2
+
+
+def test_fusion_across_reduction_is_rejected():
+    # Sharing the key loop m: SN would read a partial max.
+    inst, m = softmax3("m")
+    with pytest.raises(FusionAcrossReduction):
+        simulate(inst, m)
+    with pytest.raises(MappingError):
+        analyze(inst, m)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Saved cases (minimal reproductions of past disagreements)
+# --------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", sorted(CASES.glob("*.json")), ids=lambda p: p.stem)
+def test_saved_case(path):
+    data = json.loads(path.read_text())
+    check(Instance.model_validate(data["instance"]), Mapping.model_validate(data["mapping"]))
