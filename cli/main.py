@@ -26,7 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 def fail(message: str, code: int = EXIT_INPUT) -> None:
     """Print one line to stderr and exit: the only way errors leave the CLI."""
-    typer.echo(f"mapsolve: error: {message}", err=True)
+    typer.echo(f"mapsolve: error: {' '.join(str(message).splitlines())}", err=True)
     raise typer.Exit(code)
 
 

@@ -45,6 +45,8 @@ def parse(model: type[M], text: str, source: str) -> M:
         raise InputError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except OverflowError as exc:
         raise InputError(f"{source}: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{source}: JSON nested too deeply") from None
     try:
         return model.model_validate(data)
     except ValidationError as err:
@@ -77,7 +79,7 @@ def load_mapping(path: str | Path) -> "Mapping":
     text = _read(path)
     try:
         data = json.loads(text, parse_float=str)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # bad JSON, huge integers, deep nesting: `parse` names the cause
         data = None
     if isinstance(data, dict) and "mapping" in data and "einsums" not in data:
         text = json.dumps(data["mapping"])

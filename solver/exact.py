@@ -170,7 +170,9 @@ class Exact:
     def ub(self, v) -> int:
         if isinstance(v, int):
             return v
-        return self._pb[v.Index()][1] if v.Index() in self._pb else v.Proto().domain[-1]
+        if v.Index() in self._pb:
+            return self._pb[v.Index()][1]
+        return list(self.m.proto.variables[v.Index()].domain)[-1]  # the wrapper ignores negative indices
 
     # -- Booleans ----------------------------------------------------------------------------------------
     def gate(self, b, v) -> cp_model.IntVar | int:
@@ -178,7 +180,12 @@ class Exact:
         if isinstance(b, int):
             return v if b else 0
         if isinstance(v, int):
-            return v * b
+            key = (b.Index(), "const", v)
+            if key not in self._gate:
+                g = self.m.new_int_var(0, v, "")
+                self.m.add(g == v * b)
+                self._gate[key] = g
+            return self._gate[key]
         key = (b.Index(), v.Index())
         if key in self._gate:
             return self._gate[key]

@@ -1,0 +1,296 @@
+"""The mapper: one exact CP-SAT model per fusion segment, a shortest path over the chain, decode and verify.
+
+OPT = min over partitions of the cascade into consecutive groups of Σ OPT(group), because groups run in
+sequence with their own buffers (docs/model.md §5–6): energy and latency both add up over groups. The same
+recursion over the segments' proven lower bounds gives a proven lower bound for the whole cascade, so the
+result is OPTIMAL exactly when every segment on which the answer depends was proven.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from ortools.sat.python import cp_model
+
+from mapsolve.model import MappingError, evaluate
+from mapsolve.model.result import Result
+from mapsolve.model.spec import Instance, Mapping
+
+from .segment import Infeasible, SegmentModel
+
+OBJECTIVES = ("energy", "latency", "energy,latency", "latency,energy")
+
+
+class SolverError(Exception):
+    """The solver cannot answer: refused objective, overflow, or an internal disagreement (a bug)."""
+
+
+class VerificationError(SolverError):
+    """The evaluator's figures differ from the solver's objective: a bug, never a warning."""
+
+
+@dataclass
+class SegmentResult:
+    names: tuple[str, ...]
+    fusion: Optional[str]
+    status: str                       # OPTIMAL, FEASIBLE, INFEASIBLE, UNKNOWN
+    values: Optional[tuple[int, ...]]  # objective components in objective order, when a solution exists
+    bound: tuple[int, ...]            # proven lower bound of the first component (and the rest when proven)
+    energy_fj: Optional[int] = None
+    latency_cycles: Optional[int] = None
+    mapping: tuple = ()
+    seconds: float = 0.0
+    build_seconds: float = 0.0
+    why: str = ""
+    model_size: dict = field(default_factory=dict)
+
+
+@dataclass
+class SolveResult:
+    status: str                      # OPTIMAL, FEASIBLE, INFEASIBLE, UNKNOWN, INTERRUPTED
+    objective: Optional[list[int]]
+    best_bound: Optional[list[int]]
+    energy_fj: Optional[int]
+    latency_cycles: Optional[int]
+    mapping: Optional[Mapping]
+    evaluation: Optional[Result]
+    objective_name: str
+    build_seconds: float
+    solve_seconds: float
+    segments: list[SegmentResult]
+    diagnosis: str = ""
+
+    @property
+    def gap(self) -> Optional[float]:
+        if not self.objective or not self.best_bound:
+            return None
+        o, b = self.objective[0], self.best_bound[0]
+        return 0.0 if o == b else (o - b) / max(abs(o), 1)
+
+
+def _components(objective: str) -> list[str]:
+    if objective == "edp":
+        raise SolverError("objective edp is refused: energy x latency is not additive over fused groups, so "
+                          "the segment decomposition cannot prove it; use energy,latency or latency,energy")
+    if objective not in OBJECTIVES:
+        raise SolverError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
+    return objective.split(",")
+
+
+def segment_plans(inst: Instance) -> list[tuple[tuple[str, ...], Optional[int], tuple[int, ...]]]:
+    """Every (consecutive Einsums, fusion level, levels above it) worth a model."""
+    names = [e.name for e in inst.workload.einsums]
+    arch = inst.architecture
+    plans = []
+    for i in range(len(names)):
+        plans.append(((names[i],), None, ()))
+        for j in range(i + 2, len(names) + 1):
+            seg = tuple(names[i:j])
+            for f, lv in enumerate(arch.levels):
+                if f == 0:
+                    continue
+                tops = {tuple(p[:p.index(f)]) for u in arch.compute_units
+                        for p in [arch.path(u.name)] if f in p}
+                for top in sorted(tops):
+                    if all(arch.levels[x].mesh.size == 1 for x in (*top[1:], f)):
+                        plans.append((seg, f, top))
+    return plans
+
+
+def _params(solver: cp_model.CpSolver, seconds: float, workers: int, seed: int, log=None) -> None:
+    solver.parameters.max_time_in_seconds = max(seconds, 0.01)
+    solver.parameters.num_workers = workers
+    solver.parameters.random_seed = seed
+    # ortools 9.15 can certify a wrong OPTIMAL in presolve's inclusion detection (issue 5293; cpsat.md)
+    solver.parameters.presolve_inclusion_work_limit = 0
+    if log is not None:
+        solver.parameters.log_search_progress = True
+        solver.parameters.log_to_stdout = False
+        solver.log_callback = log
+
+
+class _Progress(cp_model.CpSolverSolutionCallback):
+    def __init__(self, expr, on_solution):
+        super().__init__()
+        self.expr = expr
+        self.on_solution = on_solution
+
+    def on_solution_callback(self) -> None:
+        if self.on_solution:
+            self.on_solution(self.value(self.expr), self.best_objective_bound, self.wall_time)
+
+
+def solve_segment(inst: Instance, plan, components: list[str], seconds: float, workers: int, seed: int,
+                  on_solution=None, log=None) -> SegmentResult:
+    names, fusion, top = plan
+    fname = inst.architecture.levels[fusion].name if fusion is not None else None
+    t0 = time.perf_counter()
+    try:
+        sm = SegmentModel(inst, list(names), fusion, top)
+        exprs = {"energy": sm.energy_expr(), "latency": sm.latency_var()}
+        if sm.energy_ub() >= 2**62:
+            raise SolverError(f"segment {'+'.join(names)}: energy could reach {sm.energy_ub()} fJ, beyond the "
+                              f"exact range of CP-SAT (2^62)")
+    except Infeasible as exc:
+        return SegmentResult(names, fname, "INFEASIBLE", None, (0,), why=str(exc))
+    except OverflowError as exc:
+        raise SolverError(f"segment {'+'.join(names)}: {exc}") from None
+    build = time.perf_counter() - t0
+    solver = cp_model.CpSolver()
+    values: Optional[tuple[int, ...]] = None
+    first_bound = 0
+    status_name = "OPTIMAL"
+    energy = latency = None
+    mapping: tuple = ()
+    t1 = time.perf_counter()
+    for k, comp in enumerate(components):
+        left = seconds - (time.perf_counter() - t1)
+        sm.m.minimize(exprs[comp])
+        _params(solver, left, workers, seed, log)
+        cb = _Progress(exprs[comp], on_solution) if on_solution and k == 0 else None
+        status = solver.solve(sm.m, cb) if cb else solver.solve(sm.m)
+        if status == cp_model.INFEASIBLE and k == 0:
+            return SegmentResult(names, fname, "INFEASIBLE", None, (0,), seconds=time.perf_counter() - t1,
+                                 build_seconds=build, why=_diagnose(inst, names, fname))
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            if k == 0:
+                return SegmentResult(names, fname, "UNKNOWN", None, (math.floor(solver.best_objective_bound),),
+                                     seconds=time.perf_counter() - t1, build_seconds=build)
+            status_name = "FEASIBLE"  # the second stage did not finish: keep the first stage's solution
+            break
+        value = solver.value(exprs[comp])
+        if k == 0:
+            first_bound = value if status == cp_model.OPTIMAL else math.floor(solver.best_objective_bound)
+        if status != cp_model.OPTIMAL:
+            status_name = "FEASIBLE"
+        solution = {i: solver.value(sm.m.get_int_var_from_proto_index(i))
+                    for i in range(len(sm.m.proto.variables))}
+        mapping = sm.decode(lambda v: _lookup(solution, v))
+        values = tuple(solver.value(exprs[c]) for c in components)
+        energy, latency = solver.value(exprs["energy"]), solver.value(exprs["latency"])
+        if status != cp_model.OPTIMAL or k + 1 == len(components):
+            break
+        sm.m.add(exprs[comp] == value)
+        sm.m.clear_hints()
+        for i, v in solution.items():
+            sm.m.add_hint(sm.m.get_int_var_from_proto_index(i), v)
+    size = {"variables": len(sm.m.proto.variables), "constraints": len(sm.m.proto.constraints)}
+    return SegmentResult(names, fname, status_name, values, (first_bound,), energy, latency, mapping,
+                         time.perf_counter() - t1, build, model_size=size)
+
+
+def _lookup(solution: dict[int, int], v) -> int:
+    i = v.Index()
+    return solution[i] if i >= 0 else 1 - solution[-i - 1]  # negative index: a negated Boolean
+
+
+def _diagnose(inst: Instance, names, fname) -> str:
+    """Why a segment has no mapping: the smallest possible tiles against each capacity."""
+    wl, arch = inst.workload, inst.architecture
+    for lv in arch.levels[1:]:
+        cap = lv.capacity(wl.word_bits)
+        if cap is None:
+            continue
+        for e in wl.einsums:
+            if e.name not in names:
+                continue
+            must = [t.tensor for t in (e.output, *e.inputs) if t.tensor in lv.must_keep]
+            if len(must) > cap:
+                return f"einsum {e.name}: level {lv.name} must keep {must} (one word each at least); capacity is {cap}"
+    if fname is not None:
+        return (f"fusing {'+'.join(names)} at {fname}: no tiling of the shared loops makes the intermediates' "
+                f"tiles fit {fname}'s capacity of {next(lv for lv in arch.levels if lv.name == fname).capacity(wl.word_bits)} words")
+    return f"einsum {names[0]}: no tiling fits the capacities of its levels"
+
+
+def _better(a: tuple, b: Optional[tuple]) -> bool:
+    return b is None or a < b
+
+
+def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[float] = None,
+          workers: Optional[int] = None, seed: Optional[int] = None,
+          progress: Optional[Callable[[str], None]] = None, log=None) -> SolveResult:
+    """Find a mapping minimising `objective`, prove it optimal when time allows, decode and verify it."""
+    opts = inst.solver
+    objective = objective or opts.objective
+    time_limit = opts.time_limit_s if time_limit is None else time_limit
+    workers = workers or opts.workers
+    seed = opts.seed if seed is None else seed
+    components = _components(objective)
+    names = [e.name for e in inst.workload.einsums]
+    plans = segment_plans(inst)
+    t0 = time.perf_counter()
+    results: list[SegmentResult] = []
+    for k, plan in enumerate(plans):
+        left = time_limit - (time.perf_counter() - t0)
+        share = max(left / (len(plans) - k), 0.05) if left > 0 else 0.01
+        if progress:
+            progress(f"segment {k + 1}/{len(plans)} {'+'.join(plan[0])}"
+                     f"{' @' + inst.architecture.levels[plan[1]].name if plan[1] is not None else ''}")
+        r = solve_segment(inst, plan, components, share if k + 1 < len(plans) else max(left, 0.01),
+                          workers, seed, log=log)
+        results.append(r)
+    elapsed = time.perf_counter() - t0
+    build = sum(r.build_seconds for r in results)
+    return combine(inst, names, results, components, objective, build, elapsed - build)
+
+
+def combine(inst: Instance, names: list[str], results: list[SegmentResult], components: list[str],
+            objective: str, build: float, search: float) -> SolveResult:
+    """Shortest path over the chain of Einsums: best solution and proven bound; then decode and verify."""
+    n = len(names)
+    index = {nm: i for i, nm in enumerate(names)}
+    best: list[Optional[tuple]] = [None] * (n + 1)
+    choice: list[Optional[SegmentResult]] = [None] * (n + 1)
+    lower: list[Optional[tuple]] = [None] * (n + 1)
+    best[0], lower[0] = tuple(0 for _ in components), (0,)
+    by_end: dict[int, list[SegmentResult]] = {}
+    for r in results:
+        by_end.setdefault(index[r.names[-1]] + 1, []).append(r)
+    for j in range(1, n + 1):
+        for r in by_end.get(j, []):
+            i = index[r.names[0]]
+            if r.status != "INFEASIBLE" and lower[i] is not None:
+                lb = (lower[i][0] + r.bound[0],)
+                if lower[j] is None or lb < lower[j]:
+                    lower[j] = lb
+            if r.values is not None and best[i] is not None and len(r.values) == len(components):
+                total = tuple(a + b for a, b in zip(best[i], r.values))
+                if _better(total, best[j]):
+                    best[j], choice[j] = total, r
+    if best[n] is None:
+        infeasible = lower[n] is None
+        why = "; ".join(sorted({r.why for r in results if r.status == "INFEASIBLE" and len(r.names) == 1}))
+        return SolveResult("INFEASIBLE" if infeasible else "UNKNOWN", None, list(lower[n]) if lower[n] else None,
+                           None, None, None, None, objective, build, search, results,
+                           diagnosis=why if infeasible else "no mapping found within the time limit")
+    chosen: list[SegmentResult] = []
+    j = n
+    while j > 0:
+        r = choice[j]
+        chosen.append(r)
+        j = index[r.names[0]]
+    chosen.reverse()
+    einsum_maps, groups = [], []
+    for r in chosen:
+        maps, group = r.mapping
+        einsum_maps.extend(maps)
+        if group is not None:
+            groups.append(group)
+    mapping = Mapping(einsums=einsum_maps, groups=groups)
+    energy = sum(r.energy_fj for r in chosen)
+    latency = sum(r.latency_cycles for r in chosen)
+    try:
+        evaluation = evaluate(inst, mapping)
+    except MappingError as exc:
+        raise VerificationError(f"the solver's mapping is invalid for the evaluator: {exc}") from None
+    if (evaluation.energy_fj, evaluation.latency_cycles) != (energy, latency):
+        raise VerificationError(f"solver says energy {energy} fJ, latency {latency} cycles; the evaluator says "
+                                f"{evaluation.energy_fj} fJ, {evaluation.latency_cycles} cycles")
+    proven = all(r.status in ("OPTIMAL", "INFEASIBLE") for r in results)
+    status = "OPTIMAL" if proven and lower[n] is not None and lower[n][0] == best[n][0] else "FEASIBLE"
+    bound = list(best[n]) if status == "OPTIMAL" else [lower[n][0]]
+    return SolveResult(status, list(best[n]), bound, energy, latency, mapping, evaluation, objective, build,
+                       search, results)

@@ -1,0 +1,534 @@
+"""The CP-SAT model of one fusion segment: consecutive Einsums run as one group (or one Einsum alone).
+
+Once the fusion partition of the cascade is fixed, groups are independent: each has its own capacity, and
+energy and latency add up over groups (docs/model.md §5–6). So the mapper solves one exact model per candidate
+segment and combines them with a shortest path (solver/search.py). This module builds that model.
+
+Data: the segment's Einsums, their candidate compute units, the fusion level F and the levels above it.
+Variables:
+- exponents of every loop factor: per (Einsum, unit, level, rank, prime) for temporal loops, per axis for
+  spatial loops, and per (level above F, rank, prime) for the group's shared loops;
+- loop order: one Boolean per pair of ranks per level ("r1 is outside r2"), transitive;
+- residency: keep[tensor, level] per Einsum and unit (at F and above: one per group);
+- the compute unit of each Einsum: exactly one `choose` literal.
+Constraints: factors of each rank multiply to its bound; spatial factors fit each mesh axis; live tiles fit
+each level's capacity (for the chosen unit); the residency and fusion rules of docs/model.md §3.
+Objective: energy (fJ) and latency (cycles) as exact integer linear expressions of monomial variables, one per
+count of docs/model.md §4, gated by the residency Booleans that make the count exist.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+
+from ortools.sat.python import cp_model
+
+from mapsolve.model.spec import EinsumMapping, FusedGroup, Instance, LevelMapping, Loop, SharedLoop, SpatialLoop
+from mapsolve.model.units import fj
+
+from .exact import Exact, ExpVar, Expo
+
+
+def factorize(n: int) -> dict[int, int]:
+    out: dict[int, int] = {}
+    p = 2
+    while p * p <= n:
+        while n % p == 0:
+            out[p] = out.get(p, 0) + 1
+            n //= p
+        p += 1
+    if n > 1:
+        out[n] = out.get(n, 0) + 1
+    return out
+
+
+@dataclass
+class Slot:
+    """One loop of the nest: a rank at a level, temporal or spatial, with its exponent per prime."""
+
+    pos: int
+    rank: str
+    exps: dict[int, ExpVar]
+    spatial: bool = False
+    axis: str | None = None
+    mesh: object = None
+    shared: bool = False
+    nonunit: object = None
+
+    def expo(self) -> Expo:
+        e = Expo()
+        for ev in self.exps.values():
+            e.add_var(ev)
+        return e
+
+
+@dataclass
+class Cand:
+    """One Einsum on one candidate compute unit: its nest variables."""
+
+    einsum: object
+    unit: object
+    path: list[int]
+    choose: object
+    slots: list[Slot] = field(default_factory=list)
+    order: dict[tuple[int, str, str], object] = field(default_factory=dict)
+    keep: dict[tuple[str, int], object] = field(default_factory=dict)
+    cycles: object = None
+
+    @property
+    def tensors(self) -> dict[str, list[str]]:
+        return {t.tensor: t.ranks for t in (self.einsum.output, *self.einsum.inputs)}
+
+    @property
+    def space(self) -> list[str]:
+        return sorted(set().union(*(set(r) for r in self.tensors.values())))
+
+
+class SegmentModel:
+    """Exact CP-SAT model of Einsums `names` run as one group fused at architecture level `fusion` (or alone)."""
+
+    def __init__(self, inst: Instance, names: list[str], fusion: int | None, top: tuple[int, ...] = ()):
+        self.inst = inst
+        self.arch = inst.architecture
+        self.wl = inst.workload
+        self.names = names
+        self.fusion = fusion
+        self.top = top                      # architecture levels above F (DRAM first), shared by all members
+        self.fpos = len(top) if fusion is not None else None
+        self.x = Exact()
+        self.m = self.x.m
+        self.einsums = [e for e in self.wl.einsums if e.name in names]
+        self.primes = {r: factorize(b) for r, b in self.wl.ranks.items()}
+        self.intermediates = self._intermediates()
+        self.produced = {e.output.tensor for e in self.einsums}
+        self.energy_terms: list[tuple[int, object]] = []
+        self.words: dict[int, list[tuple[int, object]]] = {}
+        self.unit_time: dict[str, list] = {}
+        self.shared_slots: list[Slot] = []
+        self.shared_order: dict[tuple[int, str, str], object] = {}
+        self.group_keep: dict[tuple[str, int], object] = {}
+        self.cands: dict[str, list[Cand]] = {}
+        self._selected_cache: dict[tuple[int, int], ExpVar] = {}
+        self._build()
+
+    # ======================================================================================================
+    # Data
+    # ======================================================================================================
+    def _intermediates(self) -> set[str]:
+        if self.fusion is None or len(self.names) < 2:
+            return set()
+        members = set(self.names)
+        consumers: dict[str, set[str]] = {}
+        for e in self.wl.einsums:
+            for t in e.inputs:
+                consumers.setdefault(t.tensor, set()).add(e.name)
+        return {e.output.tensor for e in self.einsums
+                if consumers.get(e.output.tensor) and consumers[e.output.tensor] <= members}
+
+    def candidate_units(self, e) -> list:
+        out = []
+        for u in self.arch.compute_units:
+            if e.op not in u.ops:
+                continue
+            path = self.arch.path(u.name)
+            if self.fusion is not None:
+                if self.fusion not in path or tuple(path[:path.index(self.fusion)]) != self.top:
+                    continue
+            out.append(u)
+        return out
+
+    def shared_ranks(self) -> list[str]:
+        spaces = [set().union(*(set(t.ranks) for t in (e.output, *e.inputs))) for e in self.einsums]
+        common = set.intersection(*spaces)
+        for e, sp in zip(self.einsums, spaces):
+            if e.output.tensor in self.intermediates:
+                common -= sp - set(e.output.ranks)
+        return sorted(common)
+
+    def tensor_size_expo(self, ranks) -> Expo:
+        e = Expo()
+        for r in ranks:
+            for p, a in self.primes[r].items():
+                e.add_const(p, a)
+        return e
+
+    # ======================================================================================================
+    # Variables
+    # ======================================================================================================
+    def _exps(self, name: str, rank: str) -> dict[int, ExpVar]:
+        return {p: self.x.exponent(f"{name}.{rank}.{p}", rank, p, a) for p, a in self.primes[rank].items()}
+
+    def _nonunit(self, slot: Slot):
+        if not slot.exps:
+            slot.nonunit = 0
+            return
+        b = self.m.new_bool_var("")
+        total = sum(ev.var for ev in slot.exps.values())
+        self.m.add(total >= 1).only_enforce_if(b)
+        self.m.add(total == 0).only_enforce_if(~b)
+        slot.nonunit = b
+
+    def _order_vars(self, store: dict, pos: int, ranks: list[str]) -> None:
+        for i, r1 in enumerate(ranks):
+            for r2 in ranks[i + 1:]:
+                store[(pos, r1, r2)] = self.m.new_bool_var(f"order.{pos}.{r1}<{r2}")
+        for r1 in ranks:
+            for r2 in ranks:
+                for r3 in ranks:
+                    if len({r1, r2, r3}) == 3:
+                        self.m.add_implication(self._before(store, pos, r1, r2), self._before(store, pos, r1, r3)) \
+                            .only_enforce_if(self._before(store, pos, r2, r3))
+
+    @staticmethod
+    def _before(store: dict, pos: int, r1: str, r2: str):
+        """Literal: at level position pos, the r1 loop is outside the r2 loop."""
+        if (pos, r1, r2) in store:
+            return store[(pos, r1, r2)]
+        return ~store[(pos, r2, r1)]
+
+    def _keep_var(self, t: str, level: int, pos: int, backing: int, fixed_zero: bool):
+        lv = self.arch.levels[level]
+        if pos < backing or fixed_zero:
+            return 0
+        if pos == backing:
+            return 1
+        if lv.may_keep is not None and t not in lv.may_keep:
+            return 0
+        if t in lv.must_keep:
+            return 1
+        return self.m.new_bool_var(f"keep.{t}.{lv.name}")
+
+    def _build(self) -> None:
+        self.shared = self.shared_ranks() if self.fusion is not None else []
+        for pos, level in enumerate(self.top):
+            for r in self.shared:
+                s = Slot(pos, r, self._exps(f"shared.{self.arch.levels[level].name}", r), shared=True)
+                self._nonunit(s)
+                self.shared_slots.append(s)
+            self._order_vars(self.shared_order, pos, self.shared)
+        if self.fusion is not None:
+            tensors = {t.tensor for e in self.einsums for t in (e.output, *e.inputs)}
+            for t in sorted(tensors):
+                inter = t in self.intermediates
+                backing = self.fpos if inter else 0
+                for pos, level in enumerate((*self.top, self.fusion)):
+                    self.group_keep[(t, pos)] = self._keep_var(t, level, pos, backing, False)
+        for e in self.einsums:
+            units = self.candidate_units(e)
+            if not units:
+                raise Infeasible(f"einsum {e.name}: no compute unit can run op {e.op!r}" +
+                                 (f" below fusion level {self.arch.levels[self.fusion].name}"
+                                  if self.fusion is not None else ""))
+            chooses = [self.m.new_bool_var(f"unit.{e.name}.{u.name}") for u in units]
+            self.m.add_exactly_one(chooses)
+            self.cands[e.name] = [self._build_cand(e, u, c) for u, c in zip(units, chooses)]
+        self._group_terms()
+
+    def _build_cand(self, e, unit, choose) -> Cand:
+        path = self.arch.path(unit.name)
+        c = Cand(e, unit, path, choose)
+        space = c.space
+        first_own = self.fpos if self.fusion is not None else 0
+        c.slots.extend(s for s in self.shared_slots if s.rank in space)
+        for pos in range(first_own, len(path)):
+            name = f"{e.name}.{unit.name}.{self.arch.levels[path[pos]].name}"
+            for r in space:
+                s = Slot(pos, r, self._exps(name + ".t", r))
+                self._nonunit(s)
+                c.slots.append(s)
+            below = self.arch.levels[path[pos + 1]].mesh if pos + 1 < len(path) else unit.mesh
+            for axis in ("x", "y"):
+                size = getattr(below, axis)
+                if size == 1:
+                    continue
+                axis_slots = [Slot(pos, r, self._exps(name + f".s{axis}", r), spatial=True, axis=axis, mesh=below)
+                              for r in space]
+                c.slots.extend(axis_slots)
+                expo = Expo()
+                for s in axis_slots:
+                    expo = expo + s.expo()
+                used = self.x.monomial(1, expo)
+                if not isinstance(used, int):
+                    self.m.add(used <= size)
+            self._order_vars(c.order, pos, space)
+        # factors of each rank multiply to its bound
+        for r in space:
+            for p, a in self.primes[r].items():
+                self.m.add(sum(s.exps[p].var for s in c.slots if s.rank == r) == a)
+        # residency
+        for t in c.tensors:
+            inter = t in self.intermediates
+            backing = self.fpos if inter else 0
+            for pos, level in enumerate(path):
+                if self.fusion is not None and pos <= self.fpos:
+                    c.keep[(t, pos)] = self.group_keep[(t, pos)]
+                else:
+                    c.keep[(t, pos)] = self._keep_var(t, level, pos, backing, False)
+        self._cand_terms(c)
+        return c
+
+    # ======================================================================================================
+    # Quantities of docs/model.md, as exponent expressions
+    # ======================================================================================================
+    def _temporal_above(self, c_slots: list[Slot], pos: int) -> list[Slot]:
+        return [s for s in c_slots if not s.spatial and s.pos < pos]
+
+    def _before_any(self, c: Cand | None, s: Slot, r2: str):
+        store = self.shared_order if s.shared else c.order
+        return self._before(store, s.pos, s.rank, r2)
+
+    def _counted(self, c: Cand | None, slots: list[Slot], pos: int, ranks: list[str], slot: Slot):
+        """Literal: loop `slot` (irrelevant to the tensor) is outside the reuse run above level `pos`."""
+        if slot.shared and self.fpos is not None and pos > self.fpos and len(self.names) > 1:
+            return 1  # below F a group's shared loops always refetch (tiles are flushed per Einsum run)
+        lits = []
+        for s in slots:
+            if s.spatial or s.rank not in ranks or s.pos >= pos:
+                continue
+            if s.pos > slot.pos:
+                lits.append(s.nonunit)
+            elif s.pos == slot.pos:
+                lits.append(self.x.all_of([s.nonunit, self._before_any(c, slot, s.rank)]))
+        return self.x.any_of(lits)
+
+    def _irr_temporal(self, c: Cand | None, slots: list[Slot], pos: int, ranks: list[str]) -> Expo:
+        out = Expo()
+        for s in self._temporal_above(slots, pos):
+            if s.rank in ranks or not s.exps:
+                continue
+            counted = self._counted(c, slots, pos, ranks, s)
+            if isinstance(counted, int) and not counted:
+                continue
+            for ev in s.exps.values():
+                out.add_var(ev if isinstance(counted, int) else self._selected(counted, ev))
+        return out
+
+    def _selected(self, counted, ev: ExpVar) -> ExpVar:
+        """An exponent equal to `ev` when `counted`, else 0."""
+        key = (counted.Index(), ev.var.Index())
+        cache = self._selected_cache
+        if key not in cache:
+            z = self.x.exponent("", ev.group[0], ev.group[1], ev.ub)
+            self.m.add(z.var == ev.var).only_enforce_if(counted)
+            self.m.add(z.var == 0).only_enforce_if(~counted)
+            cache[key] = z
+        return cache[key]
+
+    @staticmethod
+    def _spatial(slots: list[Slot], lo: int, hi: int | None, ranks: list[str] | None, cap: str | None) -> Expo:
+        """Spatial exponents at levels lo <= pos < hi, of ranks not in `ranks` (all if None), on capable meshes."""
+        out = Expo()
+        for s in slots:
+            if not s.spatial or s.pos < lo or (hi is not None and s.pos >= hi):
+                continue
+            if ranks is not None and s.rank in ranks:
+                continue
+            if cap is not None and not getattr(s.mesh, cap):
+                continue
+            for ev in s.exps.values():
+                out.add_var(ev)
+        return out
+
+    def _tile(self, slots: list[Slot], pos: int, ranks: list[str]) -> Expo:
+        out = self.tensor_size_expo(ranks)
+        for s in slots:
+            if s.pos < pos and s.rank in ranks:
+                for ev in s.exps.values():
+                    out.add_var(ev, -1)
+        return out
+
+    # ======================================================================================================
+    # Costs
+    # ======================================================================================================
+    def _flow(self, level: int, kind: str, sign: int, expo: Expo, gate: list, inst: Expo) -> None:
+        """Words read or written at architecture level `level`: energy, and per-instance traffic if limited."""
+        lv = self.arch.levels[level]
+        b = self.x.all_of(gate)
+        if isinstance(b, int) and b == 0:
+            return
+        value = self.x.gate(b, self.x.monomial(1, expo))
+        self.energy_terms.append((sign * fj(lv.read_pj if kind == "r" else lv.write_pj), value))
+        if lv.bandwidth is not None:
+            per_inst = self.x.gate(b, self.x.monomial(1, expo - inst))
+            self.words.setdefault(level, []).append((sign, per_inst))
+
+    def _pairs(self, keep: dict, t: str, positions: list[int]):
+        """(parent, child, literal list) for every pair of kept positions with nothing kept between."""
+        for i, child in enumerate(positions):
+            for parent in positions[:i]:
+                between = [1 - keep[(t, q)] if isinstance(keep[(t, q)], int) else ~keep[(t, q)]
+                           for q in positions if parent < q < child]
+                yield parent, child, [keep[(t, parent)], keep[(t, child)], *between]
+
+    def _innermost(self, keep: dict, t: str, positions: list[int], pos: int) -> list:
+        return [keep[(t, pos)]] + [1 - keep[(t, q)] if isinstance(keep[(t, q)], int) else ~keep[(t, q)]
+                                   for q in positions if q > pos]
+
+    def _cand_terms(self, c: Cand) -> None:
+        slots, path, ch = c.slots, c.path, c.choose
+        positions = list(range(len(path)))
+        inst = {pos: self._spatial(slots, 0, pos, None, None) for pos in positions}
+        space = c.space
+        in_group = self.fusion is not None
+        for tref in c.einsum.inputs:
+            t, ranks = tref.tensor, tref.ranks
+            size = self.tensor_size_expo(ranks)
+            irr_all = self.tensor_size_expo([r for r in space if r not in ranks])
+            for parent, child, lits in self._pairs(c.keep, t, positions):
+                if in_group and child <= self.fpos:
+                    continue  # the group's copy: counted once in _group_terms
+                irr_s = self._spatial(slots, 0, child, ranks, None)
+                irr_t = self._irr_temporal(c, slots, child, ranks)
+                mc = self._spatial(slots, parent, child, ranks, "multicast")
+                self._flow(path[child], "w", 1, size + irr_s + irr_t, lits + [ch], inst[child])
+                self._flow(path[parent], "r", 1, size + irr_s - mc + irr_t, lits + [ch], inst[parent])
+            for pos in positions:
+                lits = self._innermost(c.keep, t, positions, pos)
+                mc = self._spatial(slots, pos, None, ranks, "multicast")
+                self._flow(path[pos], "r", 1, size + irr_all - mc, lits + [ch], inst[pos])
+        o, ranks = c.einsum.output.tensor, c.einsum.output.ranks
+        size = self.tensor_size_expo(ranks)
+        irr_all = self.tensor_size_expo([r for r in space if r not in ranks])
+        for pos in positions:
+            lits = self._innermost(c.keep, o, positions, pos)
+            rd = self._spatial(slots, pos, None, ranks, "reduction")
+            for kind in ("r", "w"):
+                self._flow(path[pos], kind, 1, size + irr_all - rd, lits + [ch], inst[pos])
+            first_visits = size + self._spatial(slots, 0, pos, ranks, None)
+            self._flow(path[pos], "r", -1, first_visits, [c.keep[(o, pos)], ch], inst[pos])
+        for parent, child, lits in self._pairs(c.keep, o, positions):
+            irr_s = self._spatial(slots, 0, child, ranks, None)
+            irr_t = self._irr_temporal(c, slots, child, ranks)
+            drains = size + irr_s + irr_t
+            visits = size + irr_s
+            g = lits + [ch]
+            self._flow(path[child], "r", 1, drains, g, inst[child])        # drains read out of the child
+            self._flow(path[child], "w", 1, drains, g, inst[child])        # read-backs written (= D - V)
+            self._flow(path[child], "w", -1, visits, g, inst[child])
+            self._flow(path[parent], "r", 1, drains, g, inst[parent])      # read-backs served by the parent
+            self._flow(path[parent], "r", -1, visits, g, inst[parent])
+            arriving = drains - self._spatial(slots, parent, child, ranks, "reduction")
+            self._flow(path[parent], "r", 1, arriving, g, inst[parent])    # updates: read-modify-write
+            self._flow(path[parent], "w", 1, arriving, g, inst[parent])
+        # compute
+        cost = c.unit.ops[c.einsum.op]
+        ops = prod(self.wl.ranks[r] for r in space)
+        self.energy_terms.append((ops * fj(cost.energy_pj), ch))
+        steps = Expo()
+        for s in slots:
+            if not s.spatial:
+                steps = steps + s.expo()
+        steps_v = self.x.monomial(1, steps)
+        c.cycles = self.x.ceil_div(steps_v, self.x.ub(steps_v), cost.per_cycle.numerator,
+                                   cost.per_cycle.denominator)
+        self.unit_time.setdefault(c.unit.name, []).append(self.x.gate(ch, c.cycles))
+        # capacity of the levels this Einsum holds alone (below F, or every level when not fused)
+        for pos in positions:
+            if in_group and pos <= self.fpos:
+                continue
+            cap = self.arch.levels[path[pos]].capacity(self.wl.word_bits)
+            if cap is None:
+                continue
+            live = [self.x.gate(c.keep[(t, pos)], self.x.monomial(1, self._tile(slots, pos, r)))
+                    for t, r in c.tensors.items()]
+            self.m.add(sum(live) <= cap).only_enforce_if(ch)
+
+    def _group_terms(self) -> None:
+        """Fills of the group's shared copies (F and above), and their capacity."""
+        if self.fusion is None:
+            return
+        levels = (*self.top, self.fusion)
+        positions = list(range(len(levels)))
+        tensors: dict[str, list[str]] = {}
+        for e in self.einsums:
+            for t in (e.output, *e.inputs):
+                tensors[t.tensor] = t.ranks
+        zero = Expo()
+        for t, ranks in tensors.items():
+            if t in self.produced:
+                continue
+            size = self.tensor_size_expo(ranks)
+            for parent, child, lits in self._pairs(self.group_keep, t, positions):
+                irr_t = self._irr_temporal(None, self.shared_slots, child, ranks)
+                self._flow(levels[child], "w", 1, size + irr_t, lits, zero)
+                self._flow(levels[parent], "r", 1, size + irr_t, lits, zero)
+        for pos, level in enumerate(levels):
+            cap = self.arch.levels[level].capacity(self.wl.word_bits)
+            if cap is None:
+                continue
+            live = [self.x.gate(self.group_keep[(t, pos)], self.x.monomial(1, self._tile(self.shared_slots, pos, r)))
+                    for t, r in tensors.items()]
+            self.m.add(sum(live) <= cap)
+
+    # ======================================================================================================
+    # Objectives
+    # ======================================================================================================
+    def energy_expr(self):
+        return sum(coef * v for coef, v in self.energy_terms)
+
+    def energy_ub(self) -> int:
+        return sum(abs(coef) * self.x.ub(v) for coef, v in self.energy_terms)
+
+    def latency_var(self):
+        if hasattr(self, "_latency"):
+            return self._latency
+        parts = []
+        for u, times in self.unit_time.items():
+            ub = sum(self.x.ub(v) for v in times)
+            tv = self.m.new_int_var(0, ub, f"time.{u}")
+            self.m.add(tv == sum(times))
+            parts.append(tv)
+        for level, words in self.words.items():
+            bw = self.arch.levels[level].bandwidth
+            ub = sum(self.x.ub(v) for s, v in words if s > 0)
+            total = sum(s * v for s, v in words)
+            parts.append(self.x.ceil_div(total, ub, bw.numerator, bw.denominator, f"time.{level}"))
+        lat = self.m.new_int_var(0, max(self.x.ub(p) for p in parts), "latency")
+        self.m.add_max_equality(lat, parts)
+        self._latency = lat
+        return lat
+
+    # ======================================================================================================
+    # Decoding
+    # ======================================================================================================
+    def decode(self, value) -> tuple[list[EinsumMapping], FusedGroup | None]:
+        """Turn a solution (`value(var)` callable) into mapping spec objects."""
+        def factor(s: Slot) -> int:
+            return prod(p ** value(ev.var) for p, ev in s.exps.items())
+
+        def ordered(store, slots: list[Slot]) -> list[Slot]:
+            def outside_count(s: Slot) -> int:
+                return sum(1 for o in slots if o is not s and value(self._before(store, s.pos, s.rank, o.rank)))
+            return sorted(slots, key=lambda s: -outside_count(s))
+
+        names = self.arch.levels
+        group = None
+        if self.fusion is not None and len(self.names) > 1:
+            shared = []
+            for pos, level in enumerate(self.top):
+                at = [s for s in self.shared_slots if s.pos == pos]
+                for s in ordered(self.shared_order, at):
+                    if factor(s) > 1:
+                        shared.append(SharedLoop(level=names[level].name, rank=s.rank, factor=factor(s)))
+            group = FusedGroup(einsums=list(self.names), fusion_level=names[self.fusion].name, shared_loops=shared)
+        maps = []
+        for e in self.einsums:
+            c = next(c for c in self.cands[e.name] if value(c.choose))
+            levels = []
+            for pos, level in enumerate(c.path):
+                temporal = [s for s in c.slots if not s.spatial and not s.shared and s.pos == pos]
+                loops = [Loop(rank=s.rank, factor=factor(s)) for s in ordered(c.order, temporal) if factor(s) > 1]
+                spatial = [SpatialLoop(rank=s.rank, factor=factor(s), axis=s.axis)
+                           for s in c.slots if s.spatial and s.pos == pos and factor(s) > 1]
+                keep = [t for t in c.tensors if _truth(value, c.keep[(t, pos)])]
+                levels.append(LevelMapping(level=names[level].name, keep=keep, temporal=loops, spatial=spatial))
+            maps.append(EinsumMapping(einsum=e.name, compute_unit=c.unit.name, levels=levels))
+        return maps, group
+
+
+def _truth(value, lit) -> bool:
+    return bool(lit) if isinstance(lit, int) else bool(value(lit))
+
+
+class Infeasible(Exception):
+    """No mapping of this segment can exist; the message says why."""
