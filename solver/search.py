@@ -35,7 +35,7 @@ class VerificationError(SolverError):
 class SegmentResult:
     names: tuple[str, ...]
     fusion: Optional[str]
-    status: str                       # OPTIMAL, FEASIBLE, INFEASIBLE, UNKNOWN
+    status: str                       # OPTIMAL, FEASIBLE, INFEASIBLE, PRUNED (cannot beat the cut-off), UNKNOWN
     values: Optional[tuple[int, ...]]  # objective components in objective order, when a solution exists
     bound: tuple[int, ...]            # proven lower bound of the first component (and the rest when proven)
     energy_fj: Optional[int] = None
@@ -123,7 +123,8 @@ class _Progress(cp_model.CpSolverSolutionCallback):
 
 
 def solve_segment(inst: Instance, plan, components: list[str], seconds: float, workers: int, seed: int,
-                  on_solution=None, log=None) -> SegmentResult:
+                  on_solution=None, log=None, cutoff: Optional[int] = None) -> SegmentResult:
+    """Solve one segment's model; with a cut-off, only solutions whose first objective is <= cutoff count."""
     names, fusion, top = plan
     fname = inst.architecture.levels[fusion].name if fusion is not None else None
     t0 = time.perf_counter()
@@ -137,6 +138,10 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
         return SegmentResult(names, fname, "INFEASIBLE", None, (0,), why=str(exc))
     except OverflowError as exc:
         raise SolverError(f"segment {'+'.join(names)}: {exc}") from None
+    if cutoff is not None:
+        if cutoff < 0:
+            return SegmentResult(names, fname, "PRUNED", None, (cutoff + 1,))
+        sm.m.add(exprs[components[0]] <= cutoff)
     build = time.perf_counter() - t0
     solver = cp_model.CpSolver()
     values: Optional[tuple[int, ...]] = None
@@ -151,6 +156,9 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
         _params(solver, left, workers, seed, log)
         cb = _Progress(exprs[comp], on_solution) if on_solution and k == 0 else None
         status = solver.solve(sm.m, cb) if cb else solver.solve(sm.m)
+        if status == cp_model.INFEASIBLE and k == 0 and cutoff is not None:
+            return SegmentResult(names, fname, "PRUNED", None, (cutoff + 1,), seconds=time.perf_counter() - t1,
+                                 build_seconds=build)
         if status == cp_model.INFEASIBLE and k == 0:
             return SegmentResult(names, fname, "INFEASIBLE", None, (0,), seconds=time.perf_counter() - t1,
                                  build_seconds=build, why=_diagnose(inst, names, fname))
@@ -212,7 +220,13 @@ def _better(a: tuple, b: Optional[tuple]) -> bool:
 def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[float] = None,
           workers: Optional[int] = None, seed: Optional[int] = None,
           progress: Optional[Callable[[str], None]] = None, log=None) -> SolveResult:
-    """Find a mapping minimising `objective`, prove it optimal when time allows, decode and verify it."""
+    """Find a mapping minimising `objective`, prove it optimal when time allows, decode and verify it.
+
+    Segments are solved in order of their last Einsum, shortest first. When a segment i..j is solved, the best
+    cost of Einsums before i is known exactly, so the segment is only worth anything if it beats the best path
+    to j found so far: that cut-off goes into its model as a constraint, and an INFEASIBLE answer proves the
+    segment useless (it is PRUNED, with the cut-off as its lower bound).
+    """
     opts = inst.solver
     objective = objective or opts.objective
     time_limit = opts.time_limit_s if time_limit is None else time_limit
@@ -220,18 +234,28 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     seed = opts.seed if seed is None else seed
     components = _components(objective)
     names = [e.name for e in inst.workload.einsums]
-    plans = segment_plans(inst)
+    index = {nm: i for i, nm in enumerate(names)}
+    plans = sorted(segment_plans(inst), key=lambda p: (index[p[0][-1]], -index[p[0][0]]))
+    best: dict[int, tuple] = {0: tuple(0 for _ in components)}
     t0 = time.perf_counter()
     results: list[SegmentResult] = []
     for k, plan in enumerate(plans):
+        i, j = index[plan[0][0]], index[plan[0][-1]] + 1
         left = time_limit - (time.perf_counter() - t0)
-        share = max(left / (len(plans) - k), 0.05) if left > 0 else 0.01
+        share = max(left / (len(plans) - k), 0.05) if k + 1 < len(plans) else max(left, 0.01)
+        cutoff = None
+        if i in best and j in best:
+            gap = best[j][0] - best[i][0]
+            cutoff = gap - 1 if len(components) == 1 else gap
         if progress:
             progress(f"segment {k + 1}/{len(plans)} {'+'.join(plan[0])}"
                      f"{' @' + inst.architecture.levels[plan[1]].name if plan[1] is not None else ''}")
-        r = solve_segment(inst, plan, components, share if k + 1 < len(plans) else max(left, 0.01),
-                          workers, seed, log=log)
+        r = solve_segment(inst, plan, components, share, workers, seed, log=log, cutoff=cutoff)
         results.append(r)
+        if r.values is not None and i in best:
+            total = tuple(a + b for a, b in zip(best[i], r.values))
+            if j not in best or total < best[j]:
+                best[j] = total
     elapsed = time.perf_counter() - t0
     build = sum(r.build_seconds for r in results)
     return combine(inst, names, results, components, objective, build, elapsed - build)
@@ -289,7 +313,7 @@ def combine(inst: Instance, names: list[str], results: list[SegmentResult], comp
     if (evaluation.energy_fj, evaluation.latency_cycles) != (energy, latency):
         raise VerificationError(f"solver says energy {energy} fJ, latency {latency} cycles; the evaluator says "
                                 f"{evaluation.energy_fj} fJ, {evaluation.latency_cycles} cycles")
-    proven = all(r.status in ("OPTIMAL", "INFEASIBLE") for r in results)
+    proven = all(r.status in ("OPTIMAL", "INFEASIBLE", "PRUNED") for r in results)
     status = "OPTIMAL" if proven and lower[n] is not None and lower[n][0] == best[n][0] else "FEASIBLE"
     bound = list(best[n]) if status == "OPTIMAL" else [lower[n][0]]
     return SolveResult(status, list(best[n]), bound, energy, latency, mapping, evaluation, objective, build,

@@ -168,10 +168,25 @@ class SegmentModel:
         self.m.add(total == 0).only_enforce_if(~b)
         slot.nonunit = b
 
-    def _order_vars(self, store: dict, pos: int, ranks: list[str]) -> None:
+    def _order_vars(self, store: dict, pos: int, ranks: list[str], slots: list[Slot]) -> None:
+        """Pairwise order of the temporal loops at one level, transitive; unit loops go innermost, by name.
+
+        Unit loops are transparent to reuse, so placing them canonically removes symmetric solutions only.
+        """
+        nonunit = {s.rank: s.nonunit for s in slots if s.pos == pos and not s.spatial}
         for i, r1 in enumerate(ranks):
             for r2 in ranks[i + 1:]:
-                store[(pos, r1, r2)] = self.m.new_bool_var(f"order.{pos}.{r1}<{r2}")
+                b = store[(pos, r1, r2)] = self.m.new_bool_var(f"order.{pos}.{r1}<{r2}")
+                n1, n2 = nonunit[r1], nonunit[r2]
+                if isinstance(n2, int):
+                    if not n2:
+                        self.m.add(b == 1)
+                else:
+                    self.m.add_implication(~n2, b)
+                # r1 unit and r2 not: r2 is outside
+                clause = [~b] + ([] if isinstance(n1, int) else [n1]) + ([] if isinstance(n2, int) else [~n2])
+                if not (n1 == 1 if isinstance(n1, int) else False) and not (isinstance(n2, int) and n2 == 0):
+                    self.m.add_bool_or(clause)
         for r1 in ranks:
             for r2 in ranks:
                 for r3 in ranks:
@@ -205,7 +220,7 @@ class SegmentModel:
                 s = Slot(pos, r, self._exps(f"shared.{self.arch.levels[level].name}", r), shared=True)
                 self._nonunit(s)
                 self.shared_slots.append(s)
-            self._order_vars(self.shared_order, pos, self.shared)
+            self._order_vars(self.shared_order, pos, self.shared, self.shared_slots)
         if self.fusion is not None:
             tensors = {t.tensor for e in self.einsums for t in (e.output, *e.inputs)}
             for t in sorted(tensors):
@@ -250,7 +265,7 @@ class SegmentModel:
                 used = self.x.monomial(1, expo)
                 if not isinstance(used, int):
                     self.m.add(used <= size)
-            self._order_vars(c.order, pos, space)
+            self._order_vars(c.order, pos, space, c.slots)
         # factors of each rank multiply to its bound
         for r in space:
             for p, a in self.primes[r].items():
