@@ -1,8 +1,6 @@
 """The `mapsolve` command. `mapsolve INSTANCE` solves; subcommands evaluate, validate, schema, ... sit beside it.
 
-Exit codes: 0 success; 1 verification disagreement; 2 bad input (file, JSON, spec, mapping rules);
-3 infeasible instance; 4 no mapping found within the limits; 5 internal inconsistency (a bug: solver and
-evaluator disagree); 130 interrupted.
+Exit codes are in cli/app.py.
 """
 from __future__ import annotations
 
@@ -16,19 +14,9 @@ import typer
 from mapsolve.model import InputError, MappingError, analyze, check_capacity, load_instance, load_mapping
 from mapsolve.model.spec import Instance, Mapping
 
+from . import solve_cmd  # noqa: F401  (registers `solve`)
+from .app import EXIT_INTERRUPTED, app, fail
 from .report import print_result
-
-EXIT_MISMATCH, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Optimal mappings of attention and transformer Einsum cascades onto spatial accelerators.")
-
-
-def fail(message: str, code: int = EXIT_INPUT) -> None:
-    """Print one line to stderr and exit: the only way errors leave the CLI."""
-    typer.echo(f"mapsolve: error: {' '.join(str(message).splitlines())}", err=True)
-    raise typer.Exit(code)
-
 
 @app.command()
 def evaluate(instance: Path = typer.Argument(..., help="Instance JSON file."),
@@ -69,18 +57,8 @@ def schema(kind: str = typer.Argument(..., help="instance or mapping")) -> None:
     typer.echo(json.dumps(models[kind].model_json_schema(), indent=1))
 
 
-def _register_optional_commands() -> None:
-    """Commands from later layers (solver, traces) register themselves if present."""
-    try:
-        from . import solve_cmd  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - only while a layer is missing
-        if "solve_cmd" not in str(exc):
-            raise
-
-
 def run() -> None:
     """Entry point: `mapsolve INSTANCE [options]` is shorthand for `mapsolve solve INSTANCE [options]`."""
-    _register_optional_commands()
     argv = sys.argv[1:]
     names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
     names |= {g.name for g in app.registered_groups}

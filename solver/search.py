@@ -219,7 +219,7 @@ def _better(a: tuple, b: Optional[tuple]) -> bool:
 
 def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[float] = None,
           workers: Optional[int] = None, seed: Optional[int] = None,
-          progress: Optional[Callable[[str], None]] = None, log=None) -> SolveResult:
+          progress: Optional[Callable[..., None]] = None, log=None) -> SolveResult:
     """Find a mapping minimising `objective`, prove it optimal when time allows, decode and verify it.
 
     Segments are solved in order of their last Einsum, shortest first. When a segment i..j is solved, the best
@@ -250,7 +250,13 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
         if progress:
             progress(f"segment {k + 1}/{len(plans)} {'+'.join(plan[0])}"
                      f"{' @' + inst.architecture.levels[plan[1]].name if plan[1] is not None else ''}")
-        r = solve_segment(inst, plan, components, share, workers, seed, log=log, cutoff=cutoff)
+        label = f"segment {k + 1}/{len(plans)} {'+'.join(plan[0])}"
+
+        def on_solution(value, bound, wall, label=label):
+            gap = (value - bound) / max(abs(value), 1)
+            progress(f"{label}: incumbent {value} bound {bound:.6g} gap {100 * gap:.2f}%", transient=True)
+        r = solve_segment(inst, plan, components, share, workers, seed, log=log, cutoff=cutoff,
+                          on_solution=on_solution if progress else None)
         results.append(r)
         if r.values is not None and i in best:
             total = tuple(a + b for a, b in zip(best[i], r.values))

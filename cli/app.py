@@ -1,0 +1,21 @@
+"""The typer application and the one way errors leave the CLI.
+
+Exit codes: 0 success; 1 verification disagreement; 2 bad input (file, JSON, spec, mapping rules, refused
+objective); 3 infeasible instance; 4 no mapping found within the limits; 5 internal inconsistency (a bug:
+solver and evaluator disagree); 130 interrupted.
+"""
+from __future__ import annotations
+
+import typer
+
+EXIT_MISMATCH, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Optimal mappings of attention and transformer Einsum cascades onto spatial accelerators. "
+                       "`mapsolve INSTANCE` is `mapsolve solve INSTANCE`.")
+
+
+def fail(message: str, code: int = EXIT_INPUT) -> None:
+    """Print one line to stderr and exit."""
+    typer.echo(f"mapsolve: error: {message}", err=True)
+    raise typer.Exit(code)
