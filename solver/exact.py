@@ -189,9 +189,13 @@ class Exact:
         key = (b.Index(), v.Index())
         if key in self._gate:
             return self._gate[key]
-        g = self.m.new_int_var(0, self.ub(v), "")
+        lo, hi = self._pb.get(v.Index(), (0, self.ub(v)))
+        g = self.m.new_int_var(0, hi, "")
         self.m.add(g == v).only_enforce_if(b)
         self.m.add(g == 0).only_enforce_if(~b)
+        # redundant, for the relaxation: the gate is between lo and hi times its literal
+        self.m.add(g >= lo * b)
+        self.m.add(g <= hi * b)
         self._gate[key] = g
         return g
 

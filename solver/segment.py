@@ -436,7 +436,13 @@ class SegmentModel:
         steps_v = self.x.monomial(1, steps)
         c.cycles = self.x.ceil_div(steps_v, self.x.ub(steps_v), cost.per_cycle.numerator,
                                    cost.per_cycle.denominator)
-        self.unit_time.setdefault(c.unit.name, []).append(self.x.gate(ch, c.cycles))
+        # a redundant cut that makes the relaxation see compute time: every unit busy at every step at best
+        lanes = c.unit.mesh.size * prod(self.arch.levels[i].mesh.size for i in path[1:])
+        fewest = -(-(-(-ops // lanes)) * cost.per_cycle.denominator // cost.per_cycle.numerator)
+        self.m.add(c.cycles >= fewest)
+        busy = self.x.gate(ch, c.cycles)
+        self.m.add(busy >= fewest * ch)
+        self.unit_time.setdefault(c.unit.name, []).append(busy)
         # capacity of the levels this Einsum holds alone (below F, or every level when not fused)
         for pos in positions:
             if in_group and pos <= self.fpos:
