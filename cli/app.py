@@ -17,5 +17,5 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 def fail(message: str, code: int = EXIT_INPUT) -> None:
     """Print one line to stderr and exit."""
-    typer.echo(f"mapsolve: error: {message}", err=True)
+    typer.echo("mapsolve: error: " + " ".join(str(message).splitlines()), err=True)
     raise typer.Exit(code)

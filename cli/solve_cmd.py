@@ -10,7 +10,6 @@ from typing import Optional
 import typer
 
 from mapsolve.model import InputError, load_instance
-from mapsolve.solver import SolverError, VerificationError, solve as run_solver
 
 from .app import EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_NO_SOLUTION, app, fail
 from .report import print_result
@@ -88,6 +87,8 @@ def solve_command(
         fail("--time-limit must be positive")
     if workers is not None and workers < 1:
         fail("--workers must be at least 1")
+    from mapsolve.solver import SolverError, VerificationError, solve as run_solver  # ortools loads slowly
+
     progress = Progress(quiet)
     try:
         res = run_solver(inst, objective, time_limit, workers, seed, progress=progress)

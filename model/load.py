@@ -13,6 +13,9 @@ from .spec import Instance, Mapping
 class InputError(ValueError):
     """Bad input: not JSON, wrong types, unknown fields, impossible numbers. The message is one line."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).splitlines()))  # a file name may hold a newline
+
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -45,6 +45,7 @@ class SegmentResult:
     build_seconds: float = 0.0
     why: str = ""
     model_size: dict = field(default_factory=dict)
+    base: Optional[int] = None         # PRUNED: best cost before the segment when pruned (bound is relative)
 
 
 @dataclass
@@ -164,13 +165,14 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
                                  build_seconds=build, why=_diagnose(inst, names, fname))
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             if k == 0:
-                return SegmentResult(names, fname, "UNKNOWN", None, (math.floor(solver.best_objective_bound),),
+                return SegmentResult(names, fname, "UNKNOWN", None,
+                                     (max(0, math.floor(solver.best_objective_bound)),),
                                      seconds=time.perf_counter() - t1, build_seconds=build)
             status_name = "FEASIBLE"  # the second stage did not finish: keep the first stage's solution
             break
         value = solver.value(exprs[comp])
         if k == 0:
-            first_bound = value if status == cp_model.OPTIMAL else math.floor(solver.best_objective_bound)
+            first_bound = value if status == cp_model.OPTIMAL else max(0, math.floor(solver.best_objective_bound))
         if status != cp_model.OPTIMAL:
             status_name = "FEASIBLE"
         solution = {i: solver.value(sm.m.get_int_var_from_proto_index(i))
@@ -236,35 +238,85 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     names = [e.name for e in inst.workload.einsums]
     index = {nm: i for i, nm in enumerate(names)}
     plans = sorted(segment_plans(inst), key=lambda p: (index[p[0][-1]], -index[p[0][0]]))
-    best: dict[int, tuple] = {0: tuple(0 for _ in components)}
     t0 = time.perf_counter()
-    results: list[SegmentResult] = []
-    for k, plan in enumerate(plans):
+    results: list[Optional[SegmentResult]] = [None] * len(plans)
+    weight = [len(p[0]) ** 2 for p in plans]  # longer segments are the hard ones: give them more time
+
+    def run(k: int, seconds: float, attempt: str) -> None:
+        plan = plans[k]
         i, j = index[plan[0][0]], index[plan[0][-1]] + 1
-        left = time_limit - (time.perf_counter() - t0)
-        share = max(left / (len(plans) - k), 0.05) if k + 1 < len(plans) else max(left, 0.01)
+        best = _best_paths([r for r in results if r is not None], index, len(components))
         cutoff = None
         if i in best and j in best:
             gap = best[j][0] - best[i][0]
             cutoff = gap - 1 if len(components) == 1 else gap
+        label = f"{attempt} {k + 1}/{len(plans)} {'+'.join(plan[0])}"
         if progress:
-            progress(f"segment {k + 1}/{len(plans)} {'+'.join(plan[0])}"
-                     f"{' @' + inst.architecture.levels[plan[1]].name if plan[1] is not None else ''}")
-        label = f"segment {k + 1}/{len(plans)} {'+'.join(plan[0])}"
+            where = f" @{inst.architecture.levels[plan[1]].name}" if plan[1] is not None else ""
+            progress(label + where)
 
-        def on_solution(value, bound, wall, label=label):
-            gap = (value - bound) / max(abs(value), 1)
-            progress(f"{label}: incumbent {value} bound {bound:.6g} gap {100 * gap:.2f}%", transient=True)
-        r = solve_segment(inst, plan, components, share, workers, seed, log=log, cutoff=cutoff,
+        def on_solution(value, bound, wall):
+            gap_ = (value - bound) / max(abs(value), 1)
+            progress(f"{label}: incumbent {value} bound {bound:.6g} gap {100 * gap_:.2f}%", transient=True)
+        r = solve_segment(inst, plan, components, seconds, workers, seed, log=log, cutoff=cutoff,
                           on_solution=on_solution if progress else None)
-        results.append(r)
+        if r.status == "PRUNED":
+            r.base = best[i][0]
+        if results[k] is not None:  # a second attempt: keep the better solution and the better bound
+            r = _merge(results[k], r)
+        results[k] = r
+
+    def stale_or_unproven() -> list[int]:
+        """Unproven segments, and pruned ones whose cut-off was computed from a since-improved prefix."""
+        best = _best_paths(results, index, len(components))
+        out = []
+        for k, r in enumerate(results):
+            i = index[plans[k][0][0]]
+            if r.status in ("FEASIBLE", "UNKNOWN") or (r.status == "PRUNED" and r.base is not None
+                                                       and best[i][0] < r.base):
+                out.append(k)
+        return out
+
+    for k in range(len(plans)):
+        left = time_limit - (time.perf_counter() - t0)
+        run(k, max(left / (len(plans) - k), 0.05) if left > 0 else 0.01, "segment")
+    # further passes: whatever time is left goes to segments not yet proven or pruned against a stale prefix
+    while True:
+        todo = stale_or_unproven()
+        left = time_limit - (time.perf_counter() - t0)
+        if not todo or left <= 0.05:
+            break
+        for n_done, k in enumerate(todo):
+            left = time_limit - (time.perf_counter() - t0)
+            if left <= 0.05:
+                break
+            run(k, left * weight[k] / sum(weight[q] for q in todo[n_done:]), "retry")
+    elapsed = time.perf_counter() - t0
+    build = sum(r.build_seconds for r in results)
+    return combine(inst, names, results, components, objective, build, elapsed - build)
+
+
+def _best_paths(results: list[SegmentResult], index: dict[str, int], n_components: int) -> dict[int, tuple]:
+    """Best known cost of the first j Einsums, for every j reachable by solved segments."""
+    best: dict[int, tuple] = {0: tuple(0 for _ in range(n_components))}
+    for r in sorted(results, key=lambda r: index[r.names[-1]]):
+        i, j = index[r.names[0]], index[r.names[-1]] + 1
         if r.values is not None and i in best:
             total = tuple(a + b for a, b in zip(best[i], r.values))
             if j not in best or total < best[j]:
                 best[j] = total
-    elapsed = time.perf_counter() - t0
-    build = sum(r.build_seconds for r in results)
-    return combine(inst, names, results, components, objective, build, elapsed - build)
+    return best
+
+
+def _merge(old: SegmentResult, new: SegmentResult) -> SegmentResult:
+    """Two attempts at one segment: the better solution, the higher bound, proven if either proved."""
+    if new.status in ("OPTIMAL", "INFEASIBLE", "PRUNED"):
+        return new
+    keep = new if new.values is not None and (old.values is None or new.values < old.values) else old
+    bound = max(old.bound, new.bound)
+    return SegmentResult(keep.names, keep.fusion, "FEASIBLE" if keep.values is not None else "UNKNOWN",
+                         keep.values, bound, keep.energy_fj, keep.latency_cycles, keep.mapping,
+                         old.seconds + new.seconds, old.build_seconds + new.build_seconds, keep.why, keep.model_size)
 
 
 def combine(inst: Instance, names: list[str], results: list[SegmentResult], components: list[str],

@@ -1,15 +1,24 @@
 """The real `mapsolve` command on bad input: exit code 2 and exactly one line on stderr naming the field or cause.
 
 Every bad file is derived from instances/tiny_matmul.json or its mapping by mutating the loaded JSON (or, for
-text-level faults, the JSON text) and written into tmp_path. The CLI runs in a subprocess through
-`python -m mapsolve.cli.main`, which goes through `run()` and its argv rewriting. Positive tests: every shipped
-instance validates, every instance/mapping pair evaluates to JSON, and `schema` prints JSON Schemas.
+text-level faults, the JSON text) and written into tmp_path. Positive tests: every shipped instance validates,
+every instance/mapping pair evaluates to JSON, and `schema` prints JSON Schemas.
+
+The CLI runs through `mapsolve.cli.main.run()` (the entry point, with its argv rewriting) in this process, with
+stdout/stderr captured and an escaping exception printed as the interpreter would (a Traceback, exit 1): starting
+a fresh interpreter costs about a second (ortools), which for ~70 cases is most of the suite. `test_subprocess_*`
+run a sample of the cases through a real `python -m mapsolve.cli.main`; MAPSOLVE_TEST_SUBPROCESS=1 runs every
+case that way.
 """
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Callable
 
@@ -22,9 +31,35 @@ TINY_MAPPING = INSTANCES / "tiny_matmul.mapping.json"
 PAIRS = sorted(p for p in INSTANCES.glob("*.json") if not p.name.endswith(".mapping.json"))
 
 
-def cli(*args: str | Path) -> subprocess.CompletedProcess:
+ALWAYS_SUBPROCESS = os.environ.get("MAPSOLVE_TEST_SUBPROCESS") == "1"
+
+
+def cli_subprocess(*args: str | Path) -> subprocess.CompletedProcess:
+    """`mapsolve ARGS` in a fresh interpreter: `python -m mapsolve.cli.main` calls `run()`."""
     return subprocess.run([sys.executable, "-m", "mapsolve.cli.main", *map(str, args)],
                           capture_output=True, text=True, timeout=120)
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess:
+    """`mapsolve ARGS` through `run()` in this process (or a subprocess if MAPSOLVE_TEST_SUBPROCESS=1)."""
+    if ALWAYS_SUBPROCESS:
+        return cli_subprocess(*args)
+    from mapsolve.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, ["mapsolve", *map(str, args)]
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                main.run()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except BaseException:  # what the interpreter would do with an escaping exception
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def assert_input_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -298,3 +333,52 @@ def test_schema(kind: str, title: str, example: Path) -> None:
     data = json.loads(example.read_text())
     assert set(schema.get("required", [])) <= set(data) <= set(schema["properties"])
 
+
+
+# ------------------------------------------------------------------------------------------------------------
+# A sample of the above through a fresh interpreter (`python -m mapsolve.cli.main`)
+# ------------------------------------------------------------------------------------------------------------
+def _subprocess_case(kind: str, tmp: Path) -> tuple[list, tuple[str, ...]]:
+    if kind == "instance_unknown_field":
+        data = tiny()
+        level(data, 1)["capcity_words"] = 256
+        (tmp / "i.json").write_text(json.dumps(data))
+        return ["validate", tmp / "i.json"], ("architecture.levels[1].capcity_words: unknown field",)
+    if kind == "instance_zero_bound":
+        data = tiny()
+        data["workload"]["ranks"]["K"] = 0
+        (tmp / "i.json").write_text(json.dumps(data))
+        return ["evaluate", tmp / "i.json", TINY_MAPPING], ("rank K", "bound 0 must be >= 1")
+    if kind == "instance_deeply_nested":
+        (tmp / "i.json").write_text("[" * 100_000 + "]" * 100_000)
+        return ["validate", tmp / "i.json"], ("JSON nested too deeply",)
+    if kind == "mapping_wrong_factors":
+        data = tiny_mapping()
+        _levels(data)[2]["temporal"][2]["factor"] = 4
+        (tmp / "m.json").write_text(json.dumps(data))
+        return ["evaluate", TINY, tmp / "m.json"], ("factors of rank K multiply to 4, bound is 8",)
+    if kind == "mapping_5000_digits":
+        text = json.dumps(tiny_mapping()).replace('"factor": 8', '"factor": 1' + "0" * 4999)
+        (tmp / "m.json").write_text(text)
+        return ["evaluate", TINY, tmp / "m.json"], ("is too big",)
+    if kind == "file_name_with_newline":
+        return ["validate", tmp / "no\nsuch.json"], ("no such.json: no such file",)
+    if kind == "schema_unknown_kind":
+        return ["schema", "workload"], ("unknown kind 'workload'",)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["instance_unknown_field", "instance_zero_bound", "instance_deeply_nested",
+                                  "mapping_wrong_factors", "mapping_5000_digits", "file_name_with_newline",
+                                  "schema_unknown_kind"])
+def test_subprocess_bad_input(kind: str, tmp_path: Path) -> None:
+    args, needles = _subprocess_case(kind, tmp_path)
+    assert_input_error(cli_subprocess(*args), *needles)
+
+
+def test_subprocess_good_input() -> None:
+    proc = cli_subprocess("evaluate", TINY, TINY_MAPPING, "--json")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert type(json.loads(proc.stdout)["energy_fj"]) is int
+    proc = cli_subprocess("schema", "mapping")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["title"] == "Mapping"
