@@ -14,7 +14,7 @@ import typer
 from mapsolve.model import InputError, MappingError, analyze, check_capacity, load_instance, load_mapping
 from mapsolve.model.spec import Instance, Mapping
 
-from . import solve_cmd  # noqa: F401  (registers `solve`)
+from . import solve_cmd, trace_cmd  # noqa: F401  (register `solve` and `trace`)
 from .app import EXIT_INTERRUPTED, app, fail
 from .report import print_result
 

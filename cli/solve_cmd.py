@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -11,7 +14,7 @@ import typer
 
 from mapsolve.model import InputError, load_instance
 
-from .app import EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_NO_SOLUTION, app, fail
+from .app import EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SOLUTION, app, fail
 from .report import print_result
 
 
@@ -38,6 +41,34 @@ class Progress:
         if not self.quiet and self.tty:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+
+
+def _on_ctrl_c(callback):
+    """Call `callback` on SIGINT even while the main thread is inside CP-SAT's C++ search.
+
+    Python runs signal handlers only between bytecodes of the main thread, which is blocked in the solver; the
+    wakeup fd is written by the C-level handler at once, and a watcher thread turns it into `callback()`
+    (CpSolver.stop_search is thread-safe). Returns a function restoring the previous state.
+    """
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: callback())
+    previous_fd = signal.set_wakeup_fd(write_fd)
+
+    def watch() -> None:
+        try:
+            while os.read(read_fd, 1):
+                callback()
+        except OSError:
+            pass
+    threading.Thread(target=watch, daemon=True).start()
+
+    def restore() -> None:
+        signal.set_wakeup_fd(previous_fd)
+        signal.signal(signal.SIGINT, previous_handler)
+        os.close(write_fd)
+
+    return restore
 
 
 def result_json(res, inst) -> dict:
@@ -77,6 +108,11 @@ def solve_command(
     seed: Optional[int] = typer.Option(None, "--seed", help="CP-SAT random seed."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON to this file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line and no summary."),
+    trace: Optional[Path] = typer.Option(None, "--trace", help="Write a trace of the search (JSON Lines, or "
+                                         "CSV if the name ends in .csv); see docs/traces.md."),
+    solver_log: Optional[Path] = typer.Option(None, "--solver-log", help="Write CP-SAT's full search log."),
+    export_model: Optional[Path] = typer.Option(None, "--export-model", help="Write every segment's CP-SAT "
+                                                "model (text proto, replayable) as FILE.NNN-segment.pb.txt."),
 ) -> None:
     """Find a mapping of minimal energy or latency and prove it optimal."""
     try:
@@ -88,22 +124,45 @@ def solve_command(
     if workers is not None and workers < 1:
         fail("--workers must be at least 1")
     from mapsolve.solver import SolverError, VerificationError, solve as run_solver  # ortools loads slowly
+    from mapsolve.solver.search import Control
+
+    from .tracing import SearchOutputs
 
     progress = Progress(quiet)
+    control = Control()
     try:
-        res = run_solver(inst, objective, time_limit, workers, seed, progress=progress)
+        outputs = SearchOutputs(instance, inst, trace, solver_log, export_model,
+                                {"objective": objective or inst.solver.objective, "time_limit": time_limit,
+                                 "workers": workers, "seed": seed})
+    except OSError as exc:
+        fail(f"cannot write output: {exc}")
+    restore = _on_ctrl_c(control.interrupt)
+    try:
+        res = run_solver(inst, objective, time_limit, workers, seed, progress=progress, log=outputs.log,
+                         events=outputs.event, control=control, on_model=outputs.model)
     except VerificationError as exc:
         progress.done()
+        outputs.close(None)
         fail(f"internal inconsistency (please report): {exc}", EXIT_BUG)
     except SolverError as exc:
         progress.done()
+        outputs.close(None)
         fail(str(exc), EXIT_INPUT)
+    finally:
+        restore()
     progress.done()
+    outputs.close(res)
     if json_out is not None:
         try:
             json_out.write_text(json.dumps(result_json(res, inst), indent=1) + "\n")
         except OSError as exc:
             fail(f"--json {json_out}: cannot write: {exc}")
+    if res.status == "INTERRUPTED":
+        if not quiet and res.mapping is not None:
+            print_result(inst, res.mapping, res.evaluation)
+        fail(f"interrupted: best {res.objective_name} {res.objective}, bound {res.best_bound}, gap "
+             f"{'-' if res.gap is None else f'{100 * res.gap:.3g}%'}"
+             f"{f'; result written to {json_out}' if json_out else ''}", EXIT_INTERRUPTED)
     if res.status == "INFEASIBLE":
         fail(f"infeasible: {res.diagnosis}", EXIT_INFEASIBLE)
     if res.mapping is None:

@@ -18,6 +18,8 @@ from mapsolve.model import MappingError, evaluate
 from mapsolve.model.result import Result
 from mapsolve.model.spec import Instance, Mapping
 
+from mapsolve.model.units import fj
+
 from .segment import Infeasible, SegmentModel
 
 OBJECTIVES = ("energy", "latency", "energy,latency", "latency,energy")
@@ -46,6 +48,9 @@ class SegmentResult:
     why: str = ""
     model_size: dict = field(default_factory=dict)
     base: Optional[int] = None         # PRUNED: best cost before the segment when pruned (bound is relative)
+    conflicts: int = 0
+    branches: int = 0
+    deterministic_time: float = 0.0
 
 
 @dataclass
@@ -106,6 +111,8 @@ def _params(solver: cp_model.CpSolver, seconds: float, workers: int, seed: int, 
     solver.parameters.random_seed = seed
     # ortools 9.15 can certify a wrong OPTIMAL in presolve's inclusion detection (issue 5293; cpsat.md)
     solver.parameters.presolve_inclusion_work_limit = 0
+    # Ctrl-C belongs to the caller (it stops the whole cascade, not one segment): see Control
+    solver.parameters.catch_sigint_signal = False
     if log is not None:
         solver.parameters.log_search_progress = True
         solver.parameters.log_to_stdout = False
@@ -113,18 +120,33 @@ def _params(solver: cp_model.CpSolver, seconds: float, workers: int, seed: int, 
 
 
 class _Progress(cp_model.CpSolverSolutionCallback):
+    """Reports every new incumbent of a segment's search (value, bound, wall and deterministic time)."""
+
     def __init__(self, expr, on_solution):
         super().__init__()
         self.expr = expr
         self.on_solution = on_solution
 
     def on_solution_callback(self) -> None:
-        if self.on_solution:
-            self.on_solution(self.value(self.expr), self.best_objective_bound, self.wall_time)
+        self.on_solution(self.value(self.expr), self.best_objective_bound, self.wall_time, self.deterministic_time)
+
+
+class Control:
+    """Shared between a running search and a signal handler: stop the current CP-SAT solve, remember why."""
+
+    def __init__(self) -> None:
+        self.solver: Optional[cp_model.CpSolver] = None
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        if self.solver is not None:
+            self.solver.stop_search()
 
 
 def solve_segment(inst: Instance, plan, components: list[str], seconds: float, workers: int, seed: int,
-                  on_solution=None, log=None, cutoff: Optional[int] = None) -> SegmentResult:
+                  on_solution=None, log=None, cutoff: Optional[int] = None, on_bound=None,
+                  control: Optional[Control] = None, on_model=None) -> SegmentResult:
     """Solve one segment's model; with a cut-off, only solutions whose first objective is <= cutoff count."""
     names, fusion, top = plan
     fname = inst.architecture.levels[fusion].name if fusion is not None else None
@@ -144,7 +166,13 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
             return SegmentResult(names, fname, "PRUNED", None, (cutoff + 1,))
         sm.m.add(exprs[components[0]] <= cutoff)
     build = time.perf_counter() - t0
+    size = {"variables": len(sm.m.proto.variables), "constraints": len(sm.m.proto.constraints),
+            "booleans": sum(1 for v in sm.m.proto.variables if list(v.domain) == [0, 1])}
     solver = cp_model.CpSolver()
+    if control is not None:
+        control.solver = solver
+    if on_bound:
+        solver.best_bound_callback = on_bound
     values: Optional[tuple[int, ...]] = None
     first_bound = 0
     status_name = "OPTIMAL"
@@ -154,9 +182,14 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
     for k, comp in enumerate(components):
         left = seconds - (time.perf_counter() - t1)
         sm.m.minimize(exprs[comp])
+        if on_model and k == 0:
+            on_model(sm.m, size)
         _params(solver, left, workers, seed, log)
+        if control is not None and control.interrupted:
+            break
         cb = _Progress(exprs[comp], on_solution) if on_solution and k == 0 else None
         status = solver.solve(sm.m, cb) if cb else solver.solve(sm.m)
+
         if status == cp_model.INFEASIBLE and k == 0 and cutoff is not None:
             return SegmentResult(names, fname, "PRUNED", None, (cutoff + 1,), seconds=time.perf_counter() - t1,
                                  build_seconds=build)
@@ -186,9 +219,12 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
         sm.m.clear_hints()
         for i, v in solution.items():
             sm.m.add_hint(sm.m.get_int_var_from_proto_index(i), v)
-    size = {"variables": len(sm.m.proto.variables), "constraints": len(sm.m.proto.constraints)}
+    if values is None:
+        status_name = "UNKNOWN"
     return SegmentResult(names, fname, status_name, values, (first_bound,), energy, latency, mapping,
-                         time.perf_counter() - t1, build, model_size=size)
+                         time.perf_counter() - t1, build, model_size=size,
+                         conflicts=solver.num_conflicts, branches=solver.num_branches,
+                         deterministic_time=solver.deterministic_time)
 
 
 def _lookup(solution: dict[int, int], v) -> int:
@@ -221,13 +257,20 @@ def _better(a: tuple, b: Optional[tuple]) -> bool:
 
 def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[float] = None,
           workers: Optional[int] = None, seed: Optional[int] = None,
-          progress: Optional[Callable[..., None]] = None, log=None) -> SolveResult:
+          progress: Optional[Callable[..., None]] = None, log=None,
+          events: Optional[Callable[[dict], None]] = None, control: Optional[Control] = None,
+          on_model: Optional[Callable[[str, object, dict], None]] = None) -> SolveResult:
     """Find a mapping minimising `objective`, prove it optimal when time allows, decode and verify it.
 
-    Segments are solved in order of their last Einsum, shortest first. When a segment i..j is solved, the best
-    cost of Einsums before i is known exactly, so the segment is only worth anything if it beats the best path
-    to j found so far: that cut-off goes into its model as a constraint, and an INFEASIBLE answer proves the
-    segment useless (it is PRUNED, with the cut-off as its lower bound).
+    Lone Einsums are solved first, so a complete (unfused) mapping exists early. Then the fused segments in order
+    of their last Einsum, shortest first: when segment i..j is solved, the best cost of the Einsums before i is
+    known, so the segment is only worth anything if it beats the best path to j found so far. That cut-off goes
+    into its model as a constraint, and an INFEASIBLE answer proves the segment useless (PRUNED, with the
+    cut-off as its lower bound). Time left over goes to segments not yet proven.
+
+    `events` receives one dict per event (segment start/end, incumbent, bound, and the whole cascade's
+    incumbent and bound as they improve); `control.interrupt()` stops the search and returns what was found
+    with status INTERRUPTED; `on_model(label, model, size)` sees every model before it is solved.
     """
     opts = inst.solver
     objective = objective or opts.objective
@@ -235,12 +278,37 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     workers = workers or opts.workers
     seed = opts.seed if seed is None else seed
     components = _components(objective)
+    control = control or Control()
     names = [e.name for e in inst.workload.einsums]
     index = {nm: i for i, nm in enumerate(names)}
-    plans = sorted(segment_plans(inst), key=lambda p: (index[p[0][-1]], -index[p[0][0]]))
+    plans = sorted(segment_plans(inst), key=lambda p: (len(p[0]) > 1, index[p[0][-1]], -index[p[0][0]]))
     t0 = time.perf_counter()
+    det_offset = [0.0]
     results: list[Optional[SegmentResult]] = [None] * len(plans)
     weight = [len(p[0]) ** 2 for p in plans]  # longer segments are the hard ones: give them more time
+    total_state: dict = {}
+
+    def emit(record: dict) -> None:
+        if events:
+            events({"wall": round(time.perf_counter() - t0, 6), **record})
+
+    def report_total() -> None:
+        """Emit the whole cascade's incumbent and lower bound when either improves."""
+        if not events:
+            return
+        done = [r for r in results if r is not None]
+        best = _best_paths(done, index, len(components))
+        lower = _lower_bound(done + [SegmentResult(p[0], None, "UNKNOWN", None, (_floor(inst, p[0], components[0]),))
+                                    for k, p in enumerate(plans) if results[k] is None], index, len(names))
+        inc = best.get(len(names))
+        if inc is not None and inc != total_state.get("incumbent"):
+            total_state["incumbent"] = inc
+            path = _path(done, index, len(names), len(components))
+            emit({"type": "incumbent", "scope": "total", "objective": inc[0], "best_bound": lower,
+                  "energy_fj": sum(r.energy_fj for r in path), "latency_cycles": sum(r.latency_cycles for r in path)})
+        if lower is not None and lower != total_state.get("bound"):
+            total_state["bound"] = lower
+            emit({"type": "bound", "scope": "total", "objective": inc[0] if inc else None, "best_bound": lower})
 
     def run(k: int, seconds: float, attempt: str) -> None:
         plan = plans[k]
@@ -250,21 +318,41 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
         if i in best and j in best:
             gap = best[j][0] - best[i][0]
             cutoff = gap - 1 if len(components) == 1 else gap
-        label = f"{attempt} {k + 1}/{len(plans)} {'+'.join(plan[0])}"
+        where = f"@{inst.architecture.levels[plan[1]].name}" if plan[1] is not None else ""
+        seg = "+".join(plan[0]) + where
+        label = f"{attempt} {k + 1}/{len(plans)} {seg}"
         if progress:
-            where = f" @{inst.architecture.levels[plan[1]].name}" if plan[1] is not None else ""
-            progress(label + where)
+            progress(label)
 
-        def on_solution(value, bound, wall):
+        def on_solution(value, bound, wall, det):
             gap_ = (value - bound) / max(abs(value), 1)
-            progress(f"{label}: incumbent {value} bound {bound:.6g} gap {100 * gap_:.2f}%", transient=True)
+            if progress:
+                progress(f"{label}: incumbent {value} bound {bound:.6g} gap {100 * gap_:.2f}%", transient=True)
+            emit({"type": "incumbent", "scope": "segment", "segment": seg, "objective": value,
+                  "best_bound": bound, "gap": gap_, "deterministic_time": det_offset[0] + det})
+
+        def on_bound(bound):
+            emit({"type": "bound", "scope": "segment", "segment": seg, "best_bound": bound})
+
+        def model_seen(model, size):
+            emit({"type": "segment_start", "segment": seg, "attempt": attempt, "cutoff": cutoff,
+                  "time_limit": round(seconds, 4), **size})
+            if on_model:
+                on_model(f"{k + 1:03d}-{attempt}-{seg}", model, size)
         r = solve_segment(inst, plan, components, seconds, workers, seed, log=log, cutoff=cutoff,
-                          on_solution=on_solution if progress else None)
+                          on_solution=on_solution if (progress or events) else None,
+                          on_bound=on_bound if events else None, control=control, on_model=model_seen)
+        det_offset[0] += r.deterministic_time
         if r.status == "PRUNED":
             r.base = best[i][0]
         if results[k] is not None:  # a second attempt: keep the better solution and the better bound
             r = _merge(results[k], r)
         results[k] = r
+        emit({"type": "segment_end", "segment": seg, "status": r.status,
+              "objective": r.values[0] if r.values else None, "best_bound": r.bound[0],
+              "energy_fj": r.energy_fj, "latency_cycles": r.latency_cycles, "conflicts": r.conflicts,
+              "branches": r.branches, "deterministic_time": det_offset[0]})
+        report_total()
 
     def stale_or_unproven() -> list[int]:
         """Unproven segments, and pruned ones whose cut-off was computed from a since-improved prefix."""
@@ -278,22 +366,71 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
         return out
 
     for k in range(len(plans)):
+        if control.interrupted:
+            break
         left = time_limit - (time.perf_counter() - t0)
         run(k, max(left / (len(plans) - k), 0.05) if left > 0 else 0.01, "segment")
-    # further passes: whatever time is left goes to segments not yet proven or pruned against a stale prefix
-    while True:
+    while not control.interrupted:
         todo = stale_or_unproven()
         left = time_limit - (time.perf_counter() - t0)
         if not todo or left <= 0.05:
             break
         for n_done, k in enumerate(todo):
             left = time_limit - (time.perf_counter() - t0)
-            if left <= 0.05:
+            if left <= 0.05 or control.interrupted:
                 break
             run(k, left * weight[k] / sum(weight[q] for q in todo[n_done:]), "retry")
+    for k, plan in enumerate(plans):  # never reached (interrupted): no solution, trivial bound
+        if results[k] is None:
+            fname = inst.architecture.levels[plan[1]].name if plan[1] is not None else None
+            results[k] = SegmentResult(plan[0], fname, "UNKNOWN", None, (0,))
     elapsed = time.perf_counter() - t0
     build = sum(r.build_seconds for r in results)
-    return combine(inst, names, results, components, objective, build, elapsed - build)
+    res = combine(inst, names, results, components, objective, build, elapsed - build)
+    if control.interrupted and res.status != "OPTIMAL":
+        res.status = "INTERRUPTED"
+    return res
+
+
+def _floor(inst: Instance, names, component: str) -> int:
+    """A bound no mapping of these Einsums can beat, before any search: the cheapest unit's compute energy."""
+    if component != "energy":
+        return 0
+    total = 0
+    for e in inst.workload.einsums:
+        if e.name in names:
+            ops = 1
+            for r in {r for t in (e.output, *e.inputs) for r in t.ranks}:
+                ops *= inst.workload.ranks[r]
+            total += ops * min(fj(u.ops[e.op].energy_pj) for u in inst.architecture.compute_units if e.op in u.ops)
+    return total
+
+
+def _lower_bound(results: list[SegmentResult], index: dict[str, int], n: int) -> Optional[int]:
+    """Proven lower bound of the first objective for the whole cascade, by the shortest-path recursion."""
+    lower: dict[int, int] = {0: 0}
+    for r in sorted(results, key=lambda r: index[r.names[-1]]):
+        i, j = index[r.names[0]], index[r.names[-1]] + 1
+        if r.status != "INFEASIBLE" and i in lower:
+            lower[j] = min(lower.get(j, lower[i] + r.bound[0]), lower[i] + r.bound[0])
+    return lower.get(n)
+
+
+def _path(results: list[SegmentResult], index: dict[str, int], n: int, n_components: int) -> list[SegmentResult]:
+    """The segments of the best known complete path."""
+    best: dict[int, tuple] = {0: tuple(0 for _ in range(n_components))}
+    via: dict[int, SegmentResult] = {}
+    for r in sorted(results, key=lambda r: index[r.names[-1]]):
+        i, j = index[r.names[0]], index[r.names[-1]] + 1
+        if r.values is not None and i in best:
+            total = tuple(a + b for a, b in zip(best[i], r.values))
+            if j not in best or total < best[j]:
+                best[j], via[j] = total, r
+    out, j = [], n
+    while j > 0 and j in via:
+        out.append(via[j])
+        j = index[via[j].names[0]]
+    return list(reversed(out))
 
 
 def _best_paths(results: list[SegmentResult], index: dict[str, int], n_components: int) -> dict[int, tuple]:

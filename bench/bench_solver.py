@@ -1,0 +1,76 @@
+"""Benchmark of the CP-SAT mapper (not a test): time to proven optimum, model building vs search, scaling.
+
+    python bench/bench_solver.py            # all cases, 120 s limit each
+    python bench/bench_solver.py --quick    # llm_4k energy only
+
+Prints, per case: status, optimum, bound, build and search seconds, number of segment models, and the ratio of
+the optimum to the hand-written baseline mapping's cost. Scaling: prefixes of the GPT-3 block with 1..12
+Einsums. The FFM column is the wall time measured for accelforge's FFM on this kind of machine and recorded in
+../shared/notes/peers.md (3-Einsum attention cascade: 10.0-10.6 s; 8-Einsum block: 37.8 s); it is quoted, not
+rerun here, and FFM's architecture there is smaller than ours, so the ratio is indicative only.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from mapsolve.model import evaluate, load_instance, load_mapping
+from mapsolve.solver import solve
+
+ROOT = Path(__file__).resolve().parent.parent
+# peers.md: FFM on one head's QK -> softmax -> AV (softmax as one Einsum) and on an 8-Einsum block
+FFM_SECONDS = {"llm_4k": 10.3, "gpt3_block": 37.8}
+
+
+def run(name: str, inst, objective: str, limit: float, baseline=None) -> dict:
+    t0 = time.perf_counter()
+    res = solve(inst, objective=objective, time_limit=limit, workers=1, seed=0)
+    wall = time.perf_counter() - t0
+    comp = objective.split(",")[0]
+    ratio = ""
+    if baseline is not None and res.objective:
+        base = baseline.energy_fj if comp == "energy" else baseline.latency_cycles
+        ratio = f"{res.objective[0] / base:.3f}"
+    n = len(inst.workload.einsums)
+    ffm = f"{FFM_SECONDS[name] / wall:.1f}x" if name in FFM_SECONDS and res.status == "OPTIMAL" else ""
+    print(f"{name:<22} {objective:<15} {n:>3} {res.status:<9} {res.objective[0] if res.objective else '-':>20} "
+          f"{res.best_bound[0] if res.best_bound else '-':>20} {res.build_seconds:7.2f} {res.solve_seconds:8.2f} "
+          f"{wall:8.2f} {len(res.segments):>5} {ratio:>8} {ffm:>8}", flush=True)
+    return {"status": res.status, "wall": wall}
+
+
+def prefix(inst, k: int):
+    """The first k Einsums of an instance, as an instance of their own."""
+    wl = inst.workload.model_copy(update={"einsums": inst.workload.einsums[:k]})
+    used = {r for e in wl.einsums for t in (e.output, *e.inputs) for r in t.ranks}
+    wl = wl.model_copy(update={"ranks": {r: b for r, b in wl.ranks.items() if r in used}})
+    return inst.model_copy(update={"workload": wl, "name": f"{inst.name}[:{k}]"})
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--limit", type=float, default=120.0)
+    args = ap.parse_args()
+    print(f"{'case':<22} {'objective':<15} {'E':>3} {'status':<9} {'optimum':>20} {'bound':>20} "
+          f"{'build s':>7} {'search s':>8} {'wall s':>8} {'segs':>5} {'/base':>8} {'vs FFM':>8}")
+    llm = load_instance(ROOT / "instances/llm_4k.json")
+    llm_base = evaluate(llm, load_mapping(ROOT / "instances/llm_4k.mapping.json"))
+    run("llm_4k", llm, "energy", args.limit, llm_base)
+    if args.quick:
+        return 0
+    run("llm_4k", llm, "latency", args.limit, llm_base)
+    run("llm_4k", llm, "energy,latency", args.limit, llm_base)
+    gpt = load_instance(ROOT / "instances/gpt3_block.json")
+    gpt_base = evaluate(gpt, load_mapping(ROOT / "instances/gpt3_block.mapping.json"))
+    run("gpt3_block", gpt, "energy", args.limit, gpt_base)
+    print("scaling with the number of Einsums (GPT-3 block prefixes, energy):")
+    for k in range(1, len(gpt.workload.einsums) + 1):
+        run(f"gpt3_block[:{k}]", prefix(gpt, k), "energy", args.limit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
