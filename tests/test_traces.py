@@ -1,0 +1,110 @@
+"""Traces, solver log, model export and Ctrl-C, through the real command line."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mapsolve.solver.trace import read_trace
+
+ROOT = Path(__file__).resolve().parent.parent
+CMD = [sys.executable, "-m", "mapsolve.cli.main"]
+
+
+def mapsolve(*args, **kw):
+    return subprocess.run([*CMD, *map(str, args)], capture_output=True, text=True, timeout=300, **kw)
+
+
+@pytest.mark.parametrize("name", ["t.jsonl", "t.csv"])
+def test_trace_records(tmp_path, name):
+    trace = tmp_path / name
+    out = tmp_path / "out.json"
+    r = mapsolve(ROOT / "instances/tiny_chain.json", "-q", "--trace", trace, "--json", out,
+                 "--solver-log", tmp_path / "log.txt", "--export-model", tmp_path / "m")
+    assert r.returncode == 0, r.stderr
+    recs = read_trace(trace)
+    assert recs[0]["type"] == "header" and recs[0]["instance_hash"].startswith("sha256:")
+    assert set(recs[0]["versions"]) == {"mapsolve", "ortools", "python"}
+    final = recs[-1]
+    assert final["type"] == "final" and final["status"] == "OPTIMAL" and final["proof"] is True
+    result = json.loads(out.read_text())
+    assert final["objective"] == result["objective"][0] == result["energy_fj"]
+    totals = [x for x in recs if x["type"] == "incumbent" and x.get("scope") == "total"]
+    assert totals and totals[-1]["objective"] == final["objective"]
+    assert all(a["objective"] > b["objective"] for a, b in zip(totals, totals[1:]))  # strictly improving
+    bounds = [x["best_bound"] for x in recs if x["type"] == "bound" and x.get("scope") == "total"]
+    assert bounds == sorted(bounds) and bounds[-1] == final["best_bound"]  # a proof only tightens
+    starts = [x for x in recs if x["type"] == "segment_start"]
+    assert len(starts) == final["model_size"]["models"] and all(s["variables"] > 0 for s in starts)
+    assert len(final["exported_models"]) == len(starts)
+    for path in final["exported_models"]:
+        assert Path(path).stat().st_size > 0
+    assert "#### model" in (tmp_path / "log.txt").read_text()
+
+
+def test_summary_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.csv"
+    for t, obj in ((a, "energy"), (b, "latency")):
+        assert mapsolve(ROOT / "instances/tiny_matmul.json", "-q", "-o", obj, "--trace", t).returncode == 0
+    r = mapsolve("trace", "summary", a, b)
+    assert r.returncode == 0 and r.stdout.count("OPTIMAL") == 2
+    png = tmp_path / "p.png"
+    r = mapsolve("trace", "plot", a, b, "-o", png)
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trace_errors(tmp_path):
+    bad = tmp_path / "x.jsonl"
+    bad.write_text('{"type": "final"}\n')
+    r = mapsolve("trace", "summary", bad)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a mapsolve trace" in r.stderr
+    r = mapsolve(ROOT / "instances/tiny_chain.json", "--export-model", tmp_path / "nodir" / "m")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_ctrl_c_writes_best_mapping_and_partial_trace(tmp_path):
+    trace, out = tmp_path / "t.jsonl", tmp_path / "out.json"
+    proc = subprocess.Popen([*CMD, str(ROOT / "instances/tiny_attention.json"), "--time-limit", "120",
+                             "--trace", str(trace), "--json", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until a complete mapping exists (a total incumbent is traced)
+        if trace.exists() and any(r.get("scope") == "total" and r["type"] == "incumbent" for r in read_trace(trace)):
+            break
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    recs = read_trace(trace)
+    if recs[-1].get("status") == "OPTIMAL":
+        pytest.skip("the search finished before the interrupt arrived")
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert recs[-1]["type"] == "final" and recs[-1]["status"] == "INTERRUPTED" and recs[-1]["proof"] is False
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "INTERRUPTED" and doc["mapping"] is not None
+    assert doc["best_bound"][0] <= doc["objective"][0]
+    r = mapsolve("evaluate", ROOT / "instances/tiny_attention.json", out, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["energy_fj"] == doc["energy_fj"]
+
+
+def test_killed_run_leaves_readable_trace(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    proc = subprocess.Popen([*CMD, str(ROOT / "instances/tiny_attention.json"), "-q", "--time-limit", "120",
+                             "--trace", str(trace)])
+    deadline = time.time() + 60
+    while time.time() < deadline and not (trace.exists() and len(read_trace(trace)) > 3):
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait(timeout=30)
+    recs = read_trace(trace)
+    assert recs[0]["type"] == "header" and len(recs) > 3
+    r = mapsolve("trace", "summary", trace)
+    assert r.returncode == 0 and "PARTIAL" in r.stdout
