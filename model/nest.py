@@ -150,7 +150,7 @@ def _groups(inst: Instance, mapping: Mapping) -> dict[str, Group]:
 
 def build_nests(inst: Instance, mapping: Mapping) -> list[Nest]:
     """Validate `mapping` against `inst` (except capacity) and flatten every Einsum's nest."""
-    arch, wl = inst.architecture, inst.workload
+    wl = inst.workload
     einsums = {e.name: e for e in wl.einsums}
     seen: dict[str, object] = {}
     for em in mapping.einsums:

@@ -21,9 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import prod
 
-from ortools.sat.python import cp_model
-
-from mapsolve.model.spec import EinsumMapping, FusedGroup, Instance, LevelMapping, Loop, SharedLoop, SpatialLoop
+from mapsolve.model.spec import EinsumMapping, FusedGroup, Instance
 from mapsolve.model.units import fj
 
 from .exact import Exact, ExpVar, Expo
@@ -509,46 +507,10 @@ class SegmentModel:
         self._latency = lat
         return lat
 
-    # ======================================================================================================
-    # Decoding
-    # ======================================================================================================
     def decode(self, value) -> tuple[list[EinsumMapping], FusedGroup | None]:
-        """Turn a solution (`value(var)` callable) into mapping spec objects."""
-        def factor(s: Slot) -> int:
-            return prod(p ** value(ev.var) for p, ev in s.exps.items())
-
-        def ordered(store, slots: list[Slot]) -> list[Slot]:
-            def outside_count(s: Slot) -> int:
-                return sum(1 for o in slots if o is not s and value(self._before(store, s.pos, s.rank, o.rank)))
-            return sorted(slots, key=lambda s: -outside_count(s))
-
-        names = self.arch.levels
-        group = None
-        if self.fusion is not None and len(self.names) > 1:
-            shared = []
-            for pos, level in enumerate(self.top):
-                at = [s for s in self.shared_slots if s.pos == pos]
-                for s in ordered(self.shared_order, at):
-                    if factor(s) > 1:
-                        shared.append(SharedLoop(level=names[level].name, rank=s.rank, factor=factor(s)))
-            group = FusedGroup(einsums=list(self.names), fusion_level=names[self.fusion].name, shared_loops=shared)
-        maps = []
-        for e in self.einsums:
-            c = next(c for c in self.cands[e.name] if value(c.choose))
-            levels = []
-            for pos, level in enumerate(c.path):
-                temporal = [s for s in c.slots if not s.spatial and not s.shared and s.pos == pos]
-                loops = [Loop(rank=s.rank, factor=factor(s)) for s in ordered(c.order, temporal) if factor(s) > 1]
-                spatial = [SpatialLoop(rank=s.rank, factor=factor(s), axis=s.axis)
-                           for s in c.slots if s.spatial and s.pos == pos and factor(s) > 1]
-                keep = [t for t in c.tensors if _truth(value, c.keep[(t, pos)])]
-                levels.append(LevelMapping(level=names[level].name, keep=keep, temporal=loops, spatial=spatial))
-            maps.append(EinsumMapping(einsum=e.name, compute_unit=c.unit.name, levels=levels))
-        return maps, group
-
-
-def _truth(value, lit) -> bool:
-    return bool(lit) if isinstance(lit, int) else bool(value(lit))
+        """Turn a solution (`value(var)` callable) into mapping spec objects (solver/decode.py)."""
+        from .decode import decode
+        return decode(self, value)
 
 
 class Infeasible(Exception):

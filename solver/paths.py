@@ -1,0 +1,141 @@
+"""Shortest paths over segment results: best known mapping, proven lower bound, decode and verify.
+
+Groups run in sequence with their own buffers, so the cost of a partition is the sum of its segments' costs,
+and the same recursion over proven segment bounds bounds the whole cascade.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from mapsolve.model import MappingError, evaluate
+from mapsolve.model.spec import Instance, Mapping
+from mapsolve.model.units import fj
+
+from .results import SegmentResult, SolveResult, VerificationError
+
+
+def _better(a: tuple, b: Optional[tuple]) -> bool:
+    return b is None or a < b
+
+
+def _floor(inst: Instance, names, component: str) -> int:
+    """A bound no mapping of these Einsums can beat, before any search: the cheapest unit's compute energy."""
+    if component != "energy":
+        return 0
+    total = 0
+    for e in inst.workload.einsums:
+        if e.name in names:
+            ops = 1
+            for r in {r for t in (e.output, *e.inputs) for r in t.ranks}:
+                ops *= inst.workload.ranks[r]
+            total += ops * min(fj(u.ops[e.op].energy_pj) for u in inst.architecture.compute_units if e.op in u.ops)
+    return total
+
+
+def _lower_bound(results: list[SegmentResult], index: dict[str, int], n: int) -> Optional[int]:
+    """Proven lower bound of the first objective for the whole cascade, by the shortest-path recursion."""
+    lower: dict[int, int] = {0: 0}
+    for r in sorted(results, key=lambda r: index[r.names[-1]]):
+        i, j = index[r.names[0]], index[r.names[-1]] + 1
+        if r.status != "INFEASIBLE" and i in lower:
+            lower[j] = min(lower.get(j, lower[i] + r.bound[0]), lower[i] + r.bound[0])
+    return lower.get(n)
+
+
+def _path(results: list[SegmentResult], index: dict[str, int], n: int, n_components: int) -> list[SegmentResult]:
+    """The segments of the best known complete path."""
+    best: dict[int, tuple] = {0: tuple(0 for _ in range(n_components))}
+    via: dict[int, SegmentResult] = {}
+    for r in sorted(results, key=lambda r: index[r.names[-1]]):
+        i, j = index[r.names[0]], index[r.names[-1]] + 1
+        if r.values is not None and i in best:
+            total = tuple(a + b for a, b in zip(best[i], r.values))
+            if j not in best or total < best[j]:
+                best[j], via[j] = total, r
+    out, j = [], n
+    while j > 0 and j in via:
+        out.append(via[j])
+        j = index[via[j].names[0]]
+    return list(reversed(out))
+
+
+def _best_paths(results: list[SegmentResult], index: dict[str, int], n_components: int) -> dict[int, tuple]:
+    """Best known cost of the first j Einsums, for every j reachable by solved segments."""
+    best: dict[int, tuple] = {0: tuple(0 for _ in range(n_components))}
+    for r in sorted(results, key=lambda r: index[r.names[-1]]):
+        i, j = index[r.names[0]], index[r.names[-1]] + 1
+        if r.values is not None and i in best:
+            total = tuple(a + b for a, b in zip(best[i], r.values))
+            if j not in best or total < best[j]:
+                best[j] = total
+    return best
+
+
+def _merge(old: SegmentResult, new: SegmentResult) -> SegmentResult:
+    """Two attempts at one segment: the better solution, the higher bound, proven if either proved."""
+    if new.status in ("OPTIMAL", "INFEASIBLE", "PRUNED"):
+        return new
+    keep = new if new.values is not None and (old.values is None or new.values < old.values) else old
+    bound = max(old.bound, new.bound)
+    return SegmentResult(keep.names, keep.fusion, "FEASIBLE" if keep.values is not None else "UNKNOWN",
+                         keep.values, bound, keep.energy_fj, keep.latency_cycles, keep.mapping,
+                         old.seconds + new.seconds, old.build_seconds + new.build_seconds, keep.why, keep.model_size)
+
+
+def combine(inst: Instance, names: list[str], results: list[SegmentResult], components: list[str],
+            objective: str, build: float, search: float) -> SolveResult:
+    """Shortest path over the chain of Einsums: best solution and proven bound; then decode and verify."""
+    n = len(names)
+    index = {nm: i for i, nm in enumerate(names)}
+    best: list[Optional[tuple]] = [None] * (n + 1)
+    choice: list[Optional[SegmentResult]] = [None] * (n + 1)
+    lower: list[Optional[tuple]] = [None] * (n + 1)
+    best[0], lower[0] = tuple(0 for _ in components), (0,)
+    by_end: dict[int, list[SegmentResult]] = {}
+    for r in results:
+        by_end.setdefault(index[r.names[-1]] + 1, []).append(r)
+    for j in range(1, n + 1):
+        for r in by_end.get(j, []):
+            i = index[r.names[0]]
+            if r.status != "INFEASIBLE" and lower[i] is not None:
+                lb = (lower[i][0] + r.bound[0],)
+                if lower[j] is None or lb < lower[j]:
+                    lower[j] = lb
+            if r.values is not None and best[i] is not None and len(r.values) == len(components):
+                total = tuple(a + b for a, b in zip(best[i], r.values))
+                if _better(total, best[j]):
+                    best[j], choice[j] = total, r
+    if best[n] is None:
+        infeasible = lower[n] is None
+        why = "; ".join(sorted({r.why for r in results if r.status == "INFEASIBLE" and len(r.names) == 1}))
+        return SolveResult("INFEASIBLE" if infeasible else "UNKNOWN", None, list(lower[n]) if lower[n] else None,
+                           None, None, None, None, objective, build, search, results,
+                           diagnosis=why if infeasible else "no mapping found within the time limit")
+    chosen: list[SegmentResult] = []
+    j = n
+    while j > 0:
+        r = choice[j]
+        chosen.append(r)
+        j = index[r.names[0]]
+    chosen.reverse()
+    einsum_maps, groups = [], []
+    for r in chosen:
+        maps, group = r.mapping
+        einsum_maps.extend(maps)
+        if group is not None:
+            groups.append(group)
+    mapping = Mapping(einsums=einsum_maps, groups=groups)
+    energy = sum(r.energy_fj for r in chosen)
+    latency = sum(r.latency_cycles for r in chosen)
+    try:
+        evaluation = evaluate(inst, mapping)
+    except MappingError as exc:
+        raise VerificationError(f"the solver's mapping is invalid for the evaluator: {exc}") from None
+    if (evaluation.energy_fj, evaluation.latency_cycles) != (energy, latency):
+        raise VerificationError(f"solver says energy {energy} fJ, latency {latency} cycles; the evaluator says "
+                                f"{evaluation.energy_fj} fJ, {evaluation.latency_cycles} cycles")
+    proven = all(r.status in ("OPTIMAL", "INFEASIBLE", "PRUNED") for r in results)
+    status = "OPTIMAL" if proven and lower[n] is not None and lower[n][0] == best[n][0] else "FEASIBLE"
+    bound = list(best[n]) if status == "OPTIMAL" else [lower[n][0]]
+    return SolveResult(status, list(best[n]), bound, energy, latency, mapping, evaluation, objective, build,
+                       search, results)

@@ -1,0 +1,59 @@
+"""What the mapper returns: per-segment results and the whole answer; its error types."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from mapsolve.model.result import Result
+from mapsolve.model.spec import Mapping
+
+
+class SolverError(Exception):
+    """The solver cannot answer: refused objective, overflow, or an internal disagreement (a bug)."""
+
+
+class VerificationError(SolverError):
+    """The evaluator's figures differ from the solver's objective: a bug, never a warning."""
+
+
+@dataclass
+class SegmentResult:
+    names: tuple[str, ...]
+    fusion: Optional[str]
+    status: str                       # OPTIMAL, FEASIBLE, INFEASIBLE, PRUNED (cannot beat the cut-off), UNKNOWN
+    values: Optional[tuple[int, ...]]  # objective components in objective order, when a solution exists
+    bound: tuple[int, ...]            # proven lower bound of the first component (and the rest when proven)
+    energy_fj: Optional[int] = None
+    latency_cycles: Optional[int] = None
+    mapping: tuple = ()
+    seconds: float = 0.0
+    build_seconds: float = 0.0
+    why: str = ""
+    model_size: dict = field(default_factory=dict)
+    base: Optional[int] = None         # PRUNED: best cost before the segment when pruned (bound is relative)
+    conflicts: int = 0
+    branches: int = 0
+    deterministic_time: float = 0.0
+
+
+@dataclass
+class SolveResult:
+    status: str                      # OPTIMAL, FEASIBLE, INFEASIBLE, UNKNOWN, INTERRUPTED
+    objective: Optional[list[int]]
+    best_bound: Optional[list[int]]
+    energy_fj: Optional[int]
+    latency_cycles: Optional[int]
+    mapping: Optional[Mapping]
+    evaluation: Optional[Result]
+    objective_name: str
+    build_seconds: float
+    solve_seconds: float
+    segments: list[SegmentResult]
+    diagnosis: str = ""
+
+    @property
+    def gap(self) -> Optional[float]:
+        if not self.objective or not self.best_bound:
+            return None
+        o, b = self.objective[0], self.best_bound[0]
+        return 0.0 if o == b else (o - b) / max(abs(o), 1)

@@ -1,0 +1,159 @@
+"""Solving one segment model: objectives in stages, a cut-off, callbacks, decoding the answer."""
+from __future__ import annotations
+
+import math
+import time
+from typing import Optional
+
+from ortools.sat.python import cp_model
+
+from mapsolve.model.spec import Instance
+
+from .results import SegmentResult, SolverError
+from .segment import Infeasible, SegmentModel
+
+
+def _params(solver: cp_model.CpSolver, seconds: float, workers: int, seed: int, log=None) -> None:
+    solver.parameters.max_time_in_seconds = max(seconds, 0.01)
+    solver.parameters.num_workers = workers
+    solver.parameters.random_seed = seed
+    # ortools 9.15 can certify a wrong OPTIMAL in presolve's inclusion detection (issue 5293; cpsat.md)
+    solver.parameters.presolve_inclusion_work_limit = 0
+    # Ctrl-C belongs to the caller (it stops the whole cascade, not one segment): see Control
+    solver.parameters.catch_sigint_signal = False
+    if log is not None:
+        solver.parameters.log_search_progress = True
+        solver.parameters.log_to_stdout = False
+        solver.log_callback = log
+
+
+class _Progress(cp_model.CpSolverSolutionCallback):
+    """Reports every new incumbent of a segment's search (value, bound, wall and deterministic time)."""
+
+    def __init__(self, expr, on_solution):
+        super().__init__()
+        self.expr = expr
+        self.on_solution = on_solution
+
+    def on_solution_callback(self) -> None:
+        self.on_solution(self.value(self.expr), self.best_objective_bound, self.wall_time, self.deterministic_time)
+
+
+class Control:
+    """Shared between a running search and a signal handler: stop the current CP-SAT solve, remember why."""
+
+    def __init__(self) -> None:
+        self.solver: Optional[cp_model.CpSolver] = None
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        if self.solver is not None:
+            self.solver.stop_search()
+
+
+def solve_segment(inst: Instance, plan, components: list[str], seconds: float, workers: int, seed: int,
+                  on_solution=None, log=None, cutoff: Optional[int] = None, on_bound=None,
+                  control: Optional[Control] = None, on_model=None) -> SegmentResult:
+    """Solve one segment's model; with a cut-off, only solutions whose first objective is <= cutoff count."""
+    names, fusion, top = plan
+    fname = inst.architecture.levels[fusion].name if fusion is not None else None
+    t0 = time.perf_counter()
+    try:
+        sm = SegmentModel(inst, list(names), fusion, top)
+        exprs = {"energy": sm.energy_expr(), "latency": sm.latency_var()}
+        if sm.energy_ub() >= 2**62:
+            raise SolverError(f"segment {'+'.join(names)}: energy could reach {sm.energy_ub()} fJ, beyond the "
+                              f"exact range of CP-SAT (2^62)")
+    except Infeasible as exc:
+        return SegmentResult(names, fname, "INFEASIBLE", None, (0,), why=str(exc))
+    except OverflowError as exc:
+        raise SolverError(f"segment {'+'.join(names)}: {exc}") from None
+    if cutoff is not None:
+        if cutoff < 0:
+            return SegmentResult(names, fname, "PRUNED", None, (cutoff + 1,))
+        sm.m.add(exprs[components[0]] <= cutoff)
+    build = time.perf_counter() - t0
+    size = {"variables": len(sm.m.proto.variables), "constraints": len(sm.m.proto.constraints),
+            "booleans": sum(1 for v in sm.m.proto.variables if list(v.domain) == [0, 1])}
+    solver = cp_model.CpSolver()
+    if control is not None:
+        control.solver = solver
+    if on_bound:
+        solver.best_bound_callback = on_bound
+    values: Optional[tuple[int, ...]] = None
+    first_bound = 0
+    status_name = "OPTIMAL"
+    energy = latency = None
+    mapping: tuple = ()
+    t1 = time.perf_counter()
+    for k, comp in enumerate(components):
+        left = seconds - (time.perf_counter() - t1)
+        sm.m.minimize(exprs[comp])
+        if on_model and k == 0:
+            on_model(sm.m, size)
+        _params(solver, left, workers, seed, log)
+        if control is not None and control.interrupted:
+            break
+        cb = _Progress(exprs[comp], on_solution) if on_solution and k == 0 else None
+        status = solver.solve(sm.m, cb) if cb else solver.solve(sm.m)
+
+        if status == cp_model.INFEASIBLE and k == 0 and cutoff is not None:
+            return SegmentResult(names, fname, "PRUNED", None, (cutoff + 1,), seconds=time.perf_counter() - t1,
+                                 build_seconds=build)
+        if status == cp_model.INFEASIBLE and k == 0:
+            return SegmentResult(names, fname, "INFEASIBLE", None, (0,), seconds=time.perf_counter() - t1,
+                                 build_seconds=build, why=_diagnose(inst, names, fname))
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            if k == 0:
+                return SegmentResult(names, fname, "UNKNOWN", None,
+                                     (max(0, math.floor(solver.best_objective_bound)),),
+                                     seconds=time.perf_counter() - t1, build_seconds=build)
+            status_name = "FEASIBLE"  # the second stage did not finish: keep the first stage's solution
+            break
+        value = solver.value(exprs[comp])
+        if k == 0:
+            first_bound = value if status == cp_model.OPTIMAL else max(0, math.floor(solver.best_objective_bound))
+        if status != cp_model.OPTIMAL:
+            status_name = "FEASIBLE"
+        solution = {i: solver.value(sm.m.get_int_var_from_proto_index(i))
+                    for i in range(len(sm.m.proto.variables))}
+        mapping = sm.decode(lambda v: _lookup(solution, v))
+        values = tuple(solver.value(exprs[c]) for c in components)
+        energy, latency = solver.value(exprs["energy"]), solver.value(exprs["latency"])
+        if status != cp_model.OPTIMAL or k + 1 == len(components):
+            break
+        sm.m.add(exprs[comp] == value)
+        sm.m.clear_hints()
+        for i, v in solution.items():
+            sm.m.add_hint(sm.m.get_int_var_from_proto_index(i), v)
+    if values is None:
+        status_name = "UNKNOWN"
+    return SegmentResult(names, fname, status_name, values, (first_bound,), energy, latency, mapping,
+                         time.perf_counter() - t1, build, model_size=size,
+                         conflicts=solver.num_conflicts, branches=solver.num_branches,
+                         deterministic_time=solver.deterministic_time)
+
+
+def _lookup(solution: dict[int, int], v) -> int:
+    i = v.Index()
+    return solution[i] if i >= 0 else 1 - solution[-i - 1]  # negative index: a negated Boolean
+
+
+def _diagnose(inst: Instance, names, fname) -> str:
+    """Why a segment has no mapping: the smallest possible tiles against each capacity."""
+    wl, arch = inst.workload, inst.architecture
+    for lv in arch.levels[1:]:
+        cap = lv.capacity(wl.word_bits)
+        if cap is None:
+            continue
+        for e in wl.einsums:
+            if e.name not in names:
+                continue
+            must = [t.tensor for t in (e.output, *e.inputs) if t.tensor in lv.must_keep]
+            if len(must) > cap:
+                return f"einsum {e.name}: level {lv.name} must keep {must} (one word each at least); capacity is {cap}"
+    if fname is not None:
+        return (f"fusing {'+'.join(names)} at {fname}: no tiling of the shared loops makes the intermediates' "
+                f"tiles fit {fname}'s capacity of {next(lv for lv in arch.levels if lv.name == fname).capacity(wl.word_bits)} words")
+    return f"einsum {names[0]}: no tiling fits the capacities of its levels"
