@@ -224,6 +224,10 @@ class SegmentModel:
             for t in sorted(tensors):
                 inter = t in self.intermediates
                 backing = self.fpos if inter else 0
+                fusion = self.arch.levels[self.fusion]
+                if inter and fusion.may_keep is not None and t not in fusion.may_keep:
+                    raise Infeasible(f"fusing {'+'.join(self.names)} at {fusion.name}: intermediate {t} would "
+                                     f"live there, but {fusion.name}'s may_keep excludes it")
                 for pos, level in enumerate((*self.top, self.fusion)):
                     self.group_keep[(t, pos)] = self._keep_var(t, level, pos, backing, False)
         for e in self.einsums:
