@@ -14,6 +14,7 @@ from mapsolve.model import InputError, MappingError, analyze, check_capacity, lo
 from mapsolve.model.spec import Instance, Mapping
 
 from . import solve_cmd, trace_cmd  # noqa: F401  (register `solve` and `trace`)
+from . import verify_cmd  # noqa: F401  (registers `enumerate` and `verify`)
 from .app import EXIT_INTERRUPTED, app, fail
 from .report import print_result
 

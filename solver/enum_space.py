@@ -137,10 +137,12 @@ def keep_options(inst, t: str, levels: list[int], positions: list[int], backing:
         lv = arch.levels[levels[pos]]
         if pos < backing:
             choices.append((False,))
+        elif lv.may_keep is not None and t not in lv.may_keep:
+            if pos == backing:
+                return []          # a fused intermediate must live at F (the model rejects it otherwise)
+            choices.append((False,))
         elif pos == backing:
             choices.append((True,))
-        elif lv.may_keep is not None and t not in lv.may_keep:
-            choices.append((False,))
         elif t in lv.must_keep:
             choices.append((True,))
         else:
@@ -192,7 +194,8 @@ def buckets(inst, info: PlanInfo, prune: bool):
     wl, arch = inst.workload, inst.architecture
     fpos = plan.fpos
     levels = [*plan.top, plan.fusion]
-    per_rank = [factorizations(wl.ranks[r], 0, fpos) for r in info.shared_ranks]
+    # a shared factor per level above F; what is left of the bound goes to the members' own loops
+    per_rank = [tuple(f[:-1] for f in factorizations(wl.ranks[r], 0, fpos + 1)) for r in info.shared_ranks]
     tensors = info.group_tensors
     keep_sets = []
     for t in tensors:
@@ -296,6 +299,9 @@ def tiling_columns(us: UnitSpace, support) -> tuple[list, list[tuple[tuple[int, 
 
 def tiling_rows(us: UnitSpace, variables, per_rank, chunk: int):
     """Chunks of the tiling matrix (rows x variables) that respect every mesh axis."""
+    if not per_rank:
+        yield 0, np.zeros((1, 0), dtype=np.int64), np.ones(1, dtype=bool)
+        return
     arrays = [np.array(v, dtype=np.int64).reshape(len(v), -1) for v in per_rank]
     sizes = [len(a) for a in arrays]
     total = prod(sizes)
@@ -304,10 +310,17 @@ def tiling_rows(us: UnitSpace, variables, per_rank, chunk: int):
         if v[0] == "s":
             axis_cols.setdefault((v[1], v[3]), []).append(i)
     for lo in range(0, total, chunk):
-        idx = np.unravel_index(np.arange(lo, min(total, lo + chunk)), sizes) if sizes else ()
-        parts = [a[i] for a, i in zip(arrays, idx)]
-        X = np.concatenate(parts, axis=1) if parts else np.zeros((1, 0), dtype=np.int64)
+        idx = np.unravel_index(np.arange(lo, min(total, lo + chunk)), sizes)
+        X = np.concatenate([a[i] for a, i in zip(arrays, idx)], axis=1)
         ok = np.ones(X.shape[0], dtype=bool)
         for key, cols in axis_cols.items():
             ok &= np.prod(X[:, cols], axis=1) <= us.meshes[key]
         yield lo, X, ok
+
+
+def row_values(per_rank, row: int) -> list[int]:
+    """The tiling of global row `row` (same order as `tiling_rows`)."""
+    if not per_rank:
+        return []
+    idx = np.unravel_index(row, [len(v) for v in per_rank])
+    return [int(x) for v, i in zip(per_rank, idx) for x in v[int(i)]]

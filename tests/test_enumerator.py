@@ -1,0 +1,126 @@
+"""The CP-SAT mapper against the exhaustive enumerator (solver/enumerate.py): optimum == pruned enumeration ==
+brute force, on hypothesis-generated small instances; the enumerator's matrix costs against `analyze`; and
+`mapsolve verify` on the small shipped instances."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from mapsolve.model import analyze, load_instance  # noqa: E402
+from mapsolve.model.spec import Instance, Mapping  # noqa: E402
+from mapsolve.solver import solve  # noqa: E402
+from mapsolve.solver import enumerate as en  # noqa: E402
+from mapsolve.solver.enum_space import buckets, plan_info, plans, tiling_rows  # noqa: E402
+from strategies import architectures, workloads  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = Path(__file__).parent / "cases"
+BRUTE_LIMIT = 4000       # estimated brute-force work per instance: keeps every example well under a second
+
+
+@st.composite
+def small_instances(draw) -> Instance:
+    wl = draw(workloads())
+    bounds = {r: draw(st.sampled_from([1, 2, 2, 3, 5, 7, 4, 6])) for r in wl.ranks}
+    wl = wl.model_copy(update={"ranks": bounds})
+    arch = draw(architectures(wl))
+    objective = draw(st.sampled_from(["energy", "latency", "energy,latency", "latency,energy"]))
+    inst = Instance(name="small", workload=wl, architecture=arch,
+                    solver={"objective": objective, "time_limit_s": 30})
+    assume(en.estimate(inst, False, BRUTE_LIMIT) <= BRUTE_LIMIT)
+    return inst
+
+
+def _run_enum(inst: Instance, prune: bool):
+    try:
+        return en.enumerate_optimum(inst, prune=prune, max_candidates=None)
+    except en.EnumerationError as exc:
+        assert "infeasible" in str(exc), exc
+        return None
+
+
+def _save_mismatch(inst, objective, cp_mapping, enum_mapping) -> Path:
+    CASES.mkdir(exist_ok=True)
+    doc = {"instance": inst.model_dump(mode="json", exclude_defaults=True), "objective": objective,
+           "cpsat_mapping": cp_mapping.model_dump(mode="json") if cp_mapping else None,
+           "enumerator_mapping": enum_mapping.model_dump(mode="json") if enum_mapping else None}
+    path = CASES / f"solver_mismatch_{abs(hash(json.dumps(doc, sort_keys=True))) % 10**8}.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(small_instances())
+def test_solver_equals_enumeration(inst: Instance):
+    objective = inst.solver.objective
+    pruned = _run_enum(inst, True)
+    brute = _run_enum(inst, False)
+    res = solve(inst, objective, 30, 1, 0)
+    if pruned is None:
+        assert brute is None and res.status == "INFEASIBLE", (res.status, brute and brute.objective)
+        return
+    assert brute is not None and brute.objective == pruned.objective, (brute.objective, pruned.objective)
+    assert res.status == "OPTIMAL", res.status
+    if res.objective != pruned.objective:
+        path = _save_mismatch(inst, objective, res.mapping, pruned.mapping)
+        pytest.fail(f"CP-SAT {res.objective} != enumerator {pruned.objective}; case saved to {path}")
+
+
+@settings(max_examples=40, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(small_instances(), st.integers(0, 2**31))
+def test_matrix_costs_equal_analyze(inst: Instance, seed: int):
+    """Sample templates and tilings: the matrix evaluation gives exactly what `analyze` gives for the mapping."""
+    rng = np.random.default_rng(seed)
+    layout = en.Layout(True, [u.name for u in inst.architecture.compute_units],
+                       [i for i, lv in enumerate(inst.architecture.levels) if lv.bandwidth is not None])
+    for plan in plans(inst):
+        if plan.fusion is not None:
+            continue
+        info = plan_info(inst, plan)
+        if not info.units[plan.names[0]]:
+            continue
+        e = info.members[0]
+        bucket = next(buckets(inst, info, True))
+        tpls = list(en._member_templates(inst, info, bucket, e, True))
+        for k in rng.choice(len(tpls), size=min(3, len(tpls)), replace=False):
+            tpl = tpls[int(k)]
+            comp = en.Compiled(inst, info, tpl, 0)
+            lo, X, ok = next(tiling_rows(tpl.us, tpl.variables, tpl.per_rank, 10**6))
+            outs, rows, combos = en._vectors(comp, tpl, en.MonomialBasis(X, False), ok, layout, False)
+            for V, r, c in zip(outs, rows, combos):
+                i = int(rng.integers(len(V)))
+                maps, _ = en._decode(inst, info, bucket, [[tpl]], [(0, int(r[i]), int(c[i]))])
+                sub = inst.model_copy(update={"workload": inst.workload.model_copy(update={"einsums": [e]})})
+                res = analyze(sub, Mapping(einsums=maps))
+                assert V[i][0] == res.energy_fj
+                g = res.groups[0]
+                for j, u in enumerate(layout.units):
+                    assert V[i][1 + j] == g.unit_cycles.get(u, 0)
+
+
+SMALL = ["doc_example", "tiny_matmul"]
+
+
+@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize("objective", ["energy", "latency"])
+def test_verify_shipped(name: str, objective: str):
+    proc = subprocess.run([sys.executable, "-m", "mapsolve.cli.main", "verify", str(ROOT / "instances" /
+                           f"{name}.json"), "-o", objective, "-q"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verified" in proc.stdout
+
+
+def test_refuses_big_mapspace():
+    inst = load_instance(ROOT / "instances" / "llm_4k.json")
+    with pytest.raises(en.MapspaceTooLarge):
+        en.enumerate_optimum(inst, "energy", max_candidates=10**6)
