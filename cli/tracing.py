@@ -48,7 +48,7 @@ class SearchOutputs:
             if model.export_to_file(path):
                 self.exported.append(path)
 
-    def close(self, res) -> None:
+    def close(self, res, extra: Optional[dict] = None) -> None:
         if self.trace:
             final = {"type": "final", "wall": round(time.perf_counter() - self.t0, 6),
                      "model_size": self.sizes, "exported_models": self.exported}
@@ -67,6 +67,7 @@ class SearchOutputs:
                 })
             else:
                 final["status"] = "ERROR"
+            final.update(extra or {})
             self.trace.write(final)
             self.trace.close()
         if self.log_fh:

@@ -106,6 +106,8 @@ def verify_command(
                                   "work is at most this."),
     out_dir: Path = typer.Option(Path("."), "--out-dir", help="Where to write both mappings on a disagreement."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    trace: Optional[Path] = typer.Option(None, "--trace", help="Trace the CP-SAT search (docs/traces.md); the "
+                                         "enumerators' optima are added to its final record."),
 ) -> None:
     """Prove the solver right on a small instance: CP-SAT optimum == exhaustive enumeration (exit 0), else exit 1."""
     try:
@@ -116,12 +118,21 @@ def verify_command(
         fail("--time-limit must be positive")
     from mapsolve.solver import SolverError, VerificationError, solve
     from mapsolve.solver.enumerate import estimate
+    from .tracing import SearchOutputs
     objective = objective or inst.solver.objective
     try:
-        res = solve(inst, objective, time_limit, 1, 0)
+        outputs = SearchOutputs(instance, inst, trace, None, None,
+                                {"objective": objective, "time_limit": time_limit, "workers": 1, "seed": 0,
+                                 "command": "verify"})
+    except OSError as exc:
+        fail(f"cannot write output: {exc}")
+    try:
+        res = solve(inst, objective, time_limit, 1, 0, events=outputs.event)
     except VerificationError as exc:
+        outputs.close(None)
         fail(f"internal inconsistency (please report): {exc}", EXIT_BUG)
     except SolverError as exc:
+        outputs.close(None)
         fail(str(exc), EXIT_INPUT)
     if res.mapping is None:
         fail(f"CP-SAT found no mapping ({res.status}: {res.diagnosis})", EXIT_INPUT)
@@ -135,6 +146,8 @@ def verify_command(
         typer.echo(_line(*runs[-1]))
     else:
         typer.echo(f"{'brute force':<12} skipped: estimated work above --brute-max {brute_max:,}")
+    outputs.close(res, {"verify": {name: {"objective": r.objective, "seconds": r.seconds, "kept": r.kept,
+                                          "evaluated": r.evaluated} for name, r in runs}})
     if res.status != "OPTIMAL":
         typer.echo(f"warning: CP-SAT did not prove optimality ({res.status}); raise --time-limit")
     if all(r.objective == res.objective for _, r in runs) and res.status == "OPTIMAL":

@@ -108,3 +108,14 @@ def test_killed_run_leaves_readable_trace(tmp_path):
     assert recs[0]["type"] == "header" and len(recs) > 3
     r = mapsolve("trace", "summary", trace)
     assert r.returncode == 0 and "PARTIAL" in r.stdout
+
+
+def test_verify_trace(tmp_path):
+    trace = tmp_path / "v.jsonl"
+    r = mapsolve("verify", ROOT / "instances/doc_example.json", "-q", "--trace", trace)
+    assert r.returncode == 0, r.stderr
+    recs = read_trace(trace)
+    assert recs[0]["type"] == "header" and recs[0]["options"]["command"] == "verify"
+    final = recs[-1]
+    assert final["status"] == "OPTIMAL"
+    assert final["verify"]["enumerator"]["objective"] == [final["objective"]]
