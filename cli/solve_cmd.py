@@ -85,6 +85,9 @@ def result_json(res, inst) -> dict:
         "solve_seconds": round(res.build_seconds + res.solve_seconds, 4),
         "build_seconds": round(res.build_seconds, 4),
         "search_seconds": round(res.solve_seconds, 4),
+        "energy_unit_fj": res.energy_unit_fj,
+        "rounding_error_fj": res.rounding_error_fj,
+        "rounding_bound_fj": res.rounding_bound_fj,
         "instance": inst.name,
         "diagnosis": res.diagnosis or None,
         "segments": [{"einsums": list(s.names), "fusion_level": s.fusion, "status": s.status,
@@ -172,6 +175,11 @@ def solve_command(
         return
     gap = f", gap {100 * res.gap:.3g}%" if res.gap else ""
     typer.echo(f"status   {res.status} ({res.objective_name}: {res.objective}, bound {res.best_bound}{gap})")
+    if res.energy_unit_fj > 1:
+        typer.echo(f"note     exact fJ would overflow CP-SAT's 64-bit integers: energy was optimised in units of "
+                   f"{res.energy_unit_fj} fJ (per-access and per-op energies rounded; objective and bound are in "
+                   f"those units). For this mapping the rounding moved energy by {res.rounding_error_fj} fJ; "
+                   f"bound {res.rounding_bound_fj} fJ. The energy below is exact.")
     typer.echo(f"time     {res.build_seconds + res.solve_seconds:.2f} s (model building {res.build_seconds:.2f} s, "
                f"search {res.solve_seconds:.2f} s, {len(res.segments)} segment models)")
     print_result(inst, res.mapping, res.evaluation)

@@ -114,6 +114,7 @@ def analyze(inst: Instance, mapping: Mapping) -> Result:
     units = {u.name: UnitCounts() for u in arch.compute_units}
     unit_capacity: dict[str, Fraction] = {u.name: Fraction(0) for u in arch.compute_units}
     groups: list[GroupResult] = []
+    op_energies: list[tuple[int, int]] = []
     filled: dict[tuple[str, ...], set] = {}
     order: list[tuple[str, ...]] = []
     for n in nests:
@@ -132,6 +133,7 @@ def analyze(inst: Instance, mapping: Mapping) -> Result:
             uc.ops += n.ops
             uc.cycles += cycles
             uc.energy_fj += n.ops * fj(cost.energy_pj)
+            op_energies.append((n.ops, fj(cost.energy_pj)))
             lanes = unit.mesh.size
             for li in n.path[1:]:
                 lanes *= arch.levels[li].mesh.size
@@ -160,7 +162,7 @@ def analyze(inst: Instance, mapping: Mapping) -> Result:
         units[u].capacity_ops = int(cap)
     energy = sum(level_energy.values()) + sum(u.energy_fj for u in units.values())
     return Result(energy, sum(g.latency_cycles for g in groups), counts, level_energy, units, groups, need,
-                  detail, utilization)
+                  detail, utilization, op_energies)
 
 
 def check_capacity(inst: Instance, result: Result) -> None:

@@ -57,6 +57,7 @@ class Result:
     capacity_required: dict[str, int]                      # level -> words per instance needed
     capacity_detail: dict[str, dict[str, int]] = field(default_factory=dict)
     utilization: dict[str, Fraction] = field(default_factory=dict)
+    op_energies: list[tuple[int, int]] = field(default_factory=list)  # per Einsum: (ops, fJ per op)
 
     def to_json(self) -> dict:
         levels: dict[str, dict] = {}

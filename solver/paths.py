@@ -7,19 +7,22 @@ from __future__ import annotations
 
 from typing import Optional
 
-from mapsolve.model import MappingError, evaluate
+from mapsolve.model import MappingError, Result, evaluate
 from mapsolve.model.spec import Instance, Mapping
 from mapsolve.model.units import fj
 
 from .results import SegmentResult, SolveResult, VerificationError
+from .segment import to_unit
 
 
 def _better(a: tuple, b: Optional[tuple]) -> bool:
     return b is None or a < b
 
 
-def _floor(inst: Instance, names, component: str) -> int:
-    """A bound no mapping of these Einsums can beat, before any search: the cheapest unit's compute energy."""
+def _floor(inst: Instance, names, component: str, unit: int = 1) -> int:
+    """A bound no mapping of these Einsums can beat, before any search: the cheapest unit's compute energy.
+
+    (Every level's reads and writes are non-negative, so with rounded per-access energies too this holds.)"""
     if component != "energy":
         return 0
     total = 0
@@ -28,7 +31,8 @@ def _floor(inst: Instance, names, component: str) -> int:
             ops = 1
             for r in {r for t in (e.output, *e.inputs) for r in t.ranks}:
                 ops *= inst.workload.ranks[r]
-            total += ops * min(fj(u.ops[e.op].energy_pj) for u in inst.architecture.compute_units if e.op in u.ops)
+            total += ops * min(to_unit(fj(u.ops[e.op].energy_pj), unit)
+                               for u in inst.architecture.compute_units if e.op in u.ops)
     return total
 
 
@@ -82,8 +86,27 @@ def _merge(old: SegmentResult, new: SegmentResult) -> SegmentResult:
                          old.seconds + new.seconds, old.build_seconds + new.build_seconds, keep.why, keep.model_size)
 
 
+def energy_in_units(inst: Instance, evaluation: Result, unit: int) -> tuple[int, int]:
+    """The evaluator's counts priced with per-access and per-op energies rounded to `unit` fJ, and the exact
+    difference from the true energy in fJ. With unit 1 this is the evaluator's energy, difference 0."""
+    levels = {lv.name: lv for lv in inst.architecture.levels}
+    total = 0
+    for (lv, _t), c in evaluation.counts.items():
+        total += c.reads * to_unit(fj(levels[lv].read_pj), unit) + c.writes * to_unit(fj(levels[lv].write_pj), unit)
+    total += sum(ops * to_unit(op_fj, unit) for ops, op_fj in evaluation.op_energies)
+    return total, evaluation.energy_fj - total * unit
+
+
+def _rounding_bound(evaluation: Result, unit: int) -> int:
+    """Most any per-access or per-op rounding to `unit` fJ can move this mapping's energy: unit/2 per event."""
+    if unit == 1:
+        return 0
+    events = sum(c.reads + c.writes for c in evaluation.counts.values()) + sum(o for o, _ in evaluation.op_energies)
+    return events * unit // 2
+
+
 def combine(inst: Instance, names: list[str], results: list[SegmentResult], components: list[str],
-            objective: str, build: float, search: float) -> SolveResult:
+            objective: str, build: float, search: float, unit: int = 1) -> SolveResult:
     """Shortest path over the chain of Einsums: best solution and proven bound; then decode and verify."""
     n = len(names)
     index = {nm: i for i, nm in enumerate(names)}
@@ -125,17 +148,19 @@ def combine(inst: Instance, names: list[str], results: list[SegmentResult], comp
         if group is not None:
             groups.append(group)
     mapping = Mapping(einsums=einsum_maps, groups=groups)
-    energy = sum(r.energy_fj for r in chosen)
+    energy = sum(r.energy_fj for r in chosen)  # in units of `unit` fJ
     latency = sum(r.latency_cycles for r in chosen)
     try:
         evaluation = evaluate(inst, mapping)
     except MappingError as exc:
         raise VerificationError(f"the solver's mapping is invalid for the evaluator: {exc}") from None
-    if (evaluation.energy_fj, evaluation.latency_cycles) != (energy, latency):
-        raise VerificationError(f"solver says energy {energy} fJ, latency {latency} cycles; the evaluator says "
-                                f"{evaluation.energy_fj} fJ, {evaluation.latency_cycles} cycles")
+    evaluated, rounding_error = energy_in_units(inst, evaluation, unit)
+    if (evaluated, evaluation.latency_cycles) != (energy, latency):
+        raise VerificationError(f"solver says energy {energy} x {unit} fJ, latency {latency} cycles; the evaluator "
+                                f"says {evaluated} x {unit} fJ, {evaluation.latency_cycles} cycles")
     proven = all(r.status in ("OPTIMAL", "INFEASIBLE", "PRUNED") for r in results)
     status = "OPTIMAL" if proven and lower[n] is not None and lower[n][0] == best[n][0] else "FEASIBLE"
     bound = list(best[n]) if status == "OPTIMAL" else [lower[n][0]]
-    return SolveResult(status, list(best[n]), bound, energy, latency, mapping, evaluation, objective, build,
-                       search, results)
+    return SolveResult(status, list(best[n]), bound, evaluation.energy_fj, latency, mapping, evaluation, objective,
+                       build, search, results, energy_unit_fj=unit, rounding_error_fj=rounding_error,
+                       rounding_bound_fj=_rounding_bound(evaluation, unit))

@@ -50,6 +50,9 @@ class SolveResult:
     solve_seconds: float
     segments: list[SegmentResult]
     diagnosis: str = ""
+    energy_unit_fj: int = 1          # >1 when exact fJ would overflow: energies in the objective are rounded
+    rounding_error_fj: int = 0       # true energy minus the rounded objective x unit, for the returned mapping
+    rounding_bound_fj: int = 0       # at most this for any mapping priced like this one (unit/2 per access/op)
 
     @property
     def gap(self) -> Optional[float]:

@@ -14,7 +14,7 @@ from mapsolve.model.spec import Instance
 
 from .paths import _best_paths, _floor, _lower_bound, _merge, _path, combine
 from .results import SegmentResult, SolveResult, SolverError, VerificationError
-from .segment_solve import Control, solve_segment
+from .segment_solve import Control, UnitTooFine, solve_segment
 
 __all__ = ["OBJECTIVES", "Control", "SegmentResult", "SolveResult", "SolverError", "VerificationError",
            "segment_plans", "solve", "solve_segment"]
@@ -75,6 +75,23 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     seed = opts.seed if seed is None else seed
     components = _components(objective)
     control = control or Control()
+    started = time.perf_counter()
+    unit = 1
+    while True:
+        try:
+            return _search(inst, objective, components, time_limit - (time.perf_counter() - started), workers,
+                           seed, progress, log, events, control, on_model, unit)
+        except UnitTooFine as exc:  # exact fJ would overflow: restart in a coarser unit, said in the result
+            unit = max(exc.unit, unit * 10)
+            if progress:
+                progress(f"energy in fJ could overflow CP-SAT's integers: restarting in units of {unit} fJ")
+            if events:
+                events({"type": "energy_unit", "energy_unit_fj": unit})
+
+
+def _search(inst: Instance, objective: str, components: list[str], time_limit: float, workers: int, seed: int,
+            progress, log, events, control: Control, on_model, unit: int) -> SolveResult:
+    """One search with energy in units of `unit` fJ (see `solve`)."""
     names = [e.name for e in inst.workload.einsums]
     index = {nm: i for i, nm in enumerate(names)}
     plans = sorted(segment_plans(inst), key=lambda p: (len(p[0]) > 1, index[p[0][-1]], -index[p[0][0]]))
@@ -94,7 +111,7 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
             return
         done = [r for r in results if r is not None]
         best = _best_paths(done, index, len(components))
-        lower = _lower_bound(done + [SegmentResult(p[0], None, "UNKNOWN", None, (_floor(inst, p[0], components[0]),))
+        lower = _lower_bound(done + [SegmentResult(p[0], None, "UNKNOWN", None, (_floor(inst, p[0], components[0], unit),))
                                     for k, p in enumerate(plans) if results[k] is None], index, len(names))
         inc = best.get(len(names))
         if inc is not None and inc != total_state.get("incumbent"):
@@ -137,7 +154,8 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
                 on_model(f"{k + 1:03d}-{attempt}-{seg}", model, size)
         r = solve_segment(inst, plan, components, seconds, workers, seed, log=log, cutoff=cutoff,
                           on_solution=on_solution if (progress or events) else None,
-                          on_bound=on_bound if events else None, control=control, on_model=model_seen)
+                          on_bound=on_bound if events else None, control=control, on_model=model_seen,
+                          energy_unit=unit)
         det_offset[0] += r.deterministic_time
         if r.status == "PRUNED":
             r.base = best[i][0]
@@ -182,7 +200,7 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
             results[k] = SegmentResult(plan[0], fname, "UNKNOWN", None, (0,))
     elapsed = time.perf_counter() - t0
     build = sum(r.build_seconds for r in results)
-    res = combine(inst, names, results, components, objective, build, elapsed - build)
+    res = combine(inst, names, results, components, objective, build, elapsed - build, unit)
     if control.interrupted and res.status != "OPTIMAL":
         res.status = "INTERRUPTED"
     return res

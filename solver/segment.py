@@ -27,6 +27,15 @@ from mapsolve.model.units import fj
 from .exact import Exact, ExpVar, Expo
 
 
+def to_unit(fj: int, unit: int) -> int:
+    """fJ rounded to the nearest multiple of `unit` (halves away from zero), in units."""
+    if unit == 1:
+        return fj
+    q, r = divmod(abs(fj), unit)
+    q += 2 * r >= unit
+    return q if fj >= 0 else -q
+
+
 def factorize(n: int) -> dict[int, int]:
     out: dict[int, int] = {}
     p = 2
@@ -430,7 +439,7 @@ class SegmentModel:
         # compute
         cost = c.unit.ops[c.einsum.op]
         ops = prod(self.wl.ranks[r] for r in space)
-        self.energy_terms.append((ops * fj(cost.energy_pj), ch))
+        self.energy_terms.append((fj(cost.energy_pj), self.x.gate(ch, ops)))  # per-op energy x ops, if chosen
         steps = Expo()
         for s in slots:
             if not s.spatial:
@@ -486,11 +495,12 @@ class SegmentModel:
     # ======================================================================================================
     # Objectives
     # ======================================================================================================
-    def energy_expr(self):
-        return sum(coef * v for coef, v in self.energy_terms)
+    def energy_expr(self, unit: int = 1):
+        """Energy in units of `unit` fJ: each per-access or per-op energy rounded to the nearest unit."""
+        return sum(to_unit(coef, unit) * v for coef, v in self.energy_terms)
 
-    def energy_ub(self) -> int:
-        return sum(abs(coef) * self.x.ub(v) for coef, v in self.energy_terms)
+    def energy_ub(self, unit: int = 1) -> int:
+        return sum(abs(to_unit(coef, unit)) * self.x.ub(v) for coef, v in self.energy_terms)
 
     def latency_var(self):
         if hasattr(self, "_latency"):

@@ -10,6 +10,24 @@ from ortools.sat.python import cp_model
 from mapsolve.model.spec import Instance
 
 from .results import SegmentResult, SolverError
+
+ENERGY_LIMIT = 2**61  # the objective's Σ|coef|·ub stays well inside CP-SAT's int64
+
+
+class UnitTooFine(Exception):
+    """Energy in fJ could overflow CP-SAT's integers: the search restarts with `unit` fJ per energy unit."""
+
+    def __init__(self, unit: int):
+        super().__init__(unit)
+        self.unit = unit
+
+
+def coarser_unit(ub_fj: int) -> int:
+    """The smallest power of ten whose rounding keeps the energy objective within ENERGY_LIMIT (with margin)."""
+    unit = 1
+    while ub_fj // unit >= ENERGY_LIMIT // 4:
+        unit *= 10
+    return unit
 from .segment import Infeasible, SegmentModel
 
 
@@ -54,17 +72,20 @@ class Control:
 
 def solve_segment(inst: Instance, plan, components: list[str], seconds: float, workers: int, seed: int,
                   on_solution=None, log=None, cutoff: Optional[int] = None, on_bound=None,
-                  control: Optional[Control] = None, on_model=None) -> SegmentResult:
+                  control: Optional[Control] = None, on_model=None, energy_unit: int = 1) -> SegmentResult:
     """Solve one segment's model; with a cut-off, only solutions whose first objective is <= cutoff count."""
     names, fusion, top = plan
     fname = inst.architecture.levels[fusion].name if fusion is not None else None
     t0 = time.perf_counter()
     try:
         sm = SegmentModel(inst, list(names), fusion, top)
-        exprs = {"energy": sm.energy_expr(), "latency": sm.latency_var()}
-        if sm.energy_ub() >= 2**62:
-            raise SolverError(f"segment {'+'.join(names)}: energy could reach {sm.energy_ub()} fJ, beyond the "
-                              f"exact range of CP-SAT (2^62)")
+        if sm.energy_ub(energy_unit) >= ENERGY_LIMIT:
+            raise UnitTooFine(coarser_unit(sm.energy_ub(1)))
+        exprs = {"energy": sm.energy_expr(energy_unit), "latency": sm.latency_var()}
+        invalid = sm.m.validate()
+        if invalid:  # e.g. a transfer time whose exact ceiling needs more than 64-bit integers
+            raise SolverError(f"segment {'+'.join(names)}: CP-SAT rejects the exact model "
+                              f"({invalid.splitlines()[0][:160]}); the instance's numbers are too large")
     except Infeasible as exc:
         return SegmentResult(names, fname, "INFEASIBLE", None, (0,), why=str(exc))
     except OverflowError as exc:
