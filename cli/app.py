@@ -19,3 +19,15 @@ def fail(message: str, code: int = EXIT_INPUT) -> None:
     """Print one line to stderr and exit."""
     typer.echo("mapsolve: error: " + " ".join(str(message).splitlines()), err=True)
     raise typer.Exit(code)
+
+
+def load_instance_or_fail(path, time_limit: float | None = None):
+    """The instance at `path`, or exit 2 with one line; also checks a --time-limit given beside it."""
+    from mapsolve.model import InputError, load_instance
+    try:
+        inst = load_instance(path)
+    except InputError as exc:
+        fail(str(exc))
+    if time_limit is not None and time_limit <= 0:
+        fail("--time-limit must be positive")
+    return inst

@@ -12,9 +12,10 @@ from typing import Optional
 
 import typer
 
-from mapsolve.model import InputError, load_instance
 
-from .app import EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SOLUTION, app, fail
+
+from .app import (EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SOLUTION, app, fail,
+                  load_instance_or_fail)
 from .report import print_result
 
 
@@ -118,12 +119,7 @@ def solve_command(
                                                 "model (text proto, replayable) as FILE.NNN-segment.pb.txt."),
 ) -> None:
     """Find a mapping of minimal energy or latency and prove it optimal."""
-    try:
-        inst = load_instance(instance)
-    except InputError as exc:
-        fail(str(exc))
-    if time_limit is not None and time_limit <= 0:
-        fail("--time-limit must be positive")
+    inst = load_instance_or_fail(instance, time_limit)
     if workers is not None and workers < 1:
         fail("--workers must be at least 1")
     from mapsolve.solver import SolverError, VerificationError, solve as run_solver  # ortools loads slowly

@@ -10,9 +10,8 @@ from typing import Optional
 
 import typer
 
-from mapsolve.model import InputError, load_instance
 
-from .app import EXIT_BUG, EXIT_INPUT, EXIT_MISMATCH, app, fail
+from .app import EXIT_BUG, EXIT_INPUT, EXIT_MISMATCH, app, fail, load_instance_or_fail
 
 DEFAULT_MAX = 20_000_000
 
@@ -75,10 +74,7 @@ def enumerate_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Exhaustive optimum over the solver's mapspace (small instances only)."""
-    try:
-        inst = load_instance(instance)
-    except InputError as exc:
-        fail(str(exc))
+    inst = load_instance_or_fail(instance)
     if max_candidates < 1:
         fail("--max-candidates must be at least 1")
     r = _enumerate(inst, objective, not no_prune, max_candidates, quiet, "enumerate")
@@ -110,12 +106,7 @@ def verify_command(
                                          "enumerators' optima are added to its final record."),
 ) -> None:
     """Prove the solver right on a small instance: CP-SAT optimum == exhaustive enumeration (exit 0), else exit 1."""
-    try:
-        inst = load_instance(instance)
-    except InputError as exc:
-        fail(str(exc))
-    if time_limit is not None and time_limit <= 0:
-        fail("--time-limit must be positive")
+    inst = load_instance_or_fail(instance, time_limit)
     from mapsolve.solver import SolverError, VerificationError, solve
     from mapsolve.solver.enumerate import estimate
     from .tracing import SearchOutputs

@@ -50,11 +50,11 @@ class Nest:
     # -- basic facts --------------------------------------------------------------------------------------
     @property
     def tensors(self) -> dict[str, list[str]]:
-        return {t.tensor: t.ranks for t in (self.einsum.output, *self.einsum.inputs)}
+        return self.einsum.tensors
 
     @property
     def space(self) -> list[str]:
-        return sorted(set().union(*(set(r) for r in self.tensors.values())))
+        return self.einsum.space
 
     @property
     def ops(self) -> int:

@@ -57,6 +57,16 @@ class Einsum(Strict):
     op: Op = Field(description="Operation per point of the iteration space. For ranks the output lacks, the op "
                    "is also the reduction (mac/add: sum, max: max); element-wise ops have no reduced ranks.")
 
+    @property
+    def tensors(self) -> dict[str, list[str]]:
+        """Tensor name -> its ranks, output first."""
+        return {t.tensor: t.ranks for t in (self.output, *self.inputs)}
+
+    @property
+    def space(self) -> list[str]:
+        """The iteration space: every rank of any of its tensors, sorted."""
+        return sorted(set().union(*(set(r) for r in self.tensors.values())))
+
 
 class Workload(Strict):
     """A cascade of Einsums over named ranks with integer bounds."""
