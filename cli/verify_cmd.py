@@ -1,5 +1,6 @@
 """`mapsolve enumerate INSTANCE` and `mapsolve verify INSTANCE`: the exhaustive reference enumerator, alone or
-against the CP-SAT solver (exit 0 iff every optimum is equal, 1 otherwise with both mappings written out)."""
+against the CP-SAT solver (exit 0 iff CP-SAT proved an optimum every enumerator equals; 1 on any disagreement,
+with both mappings written out; 4 when CP-SAT ran out of time before its proof without contradicting them)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from typing import Optional
 import typer
 
 
-from .app import EXIT_BUG, EXIT_INPUT, EXIT_MISMATCH, app, fail, load_instance_or_fail
+from .app import EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_MISMATCH, EXIT_NO_SOLUTION, app, fail, load_instance_or_fail
 
 DEFAULT_MAX = 20_000_000
 
@@ -105,12 +106,17 @@ def verify_command(
     trace: Optional[Path] = typer.Option(None, "--trace", help="Trace the CP-SAT search (docs/traces.md); the "
                                          "enumerators' optima are added to its final record."),
 ) -> None:
-    """Prove the solver right on a small instance: CP-SAT optimum == exhaustive enumeration (exit 0), else exit 1."""
+    """Prove the solver right on a small instance: CP-SAT optimum == exhaustive enumeration (exit 0), else exit 1
+    (4: CP-SAT did not finish its proof in time)."""
     inst = load_instance_or_fail(instance, time_limit)
     from mapsolve.solver import SolverError, VerificationError, solve
     from mapsolve.solver.enumerate import estimate
     from .tracing import SearchOutputs
     objective = objective or inst.solver.objective
+    work = estimate(inst, True, max_candidates)
+    if work > max_candidates:  # refuse before the CP-SAT run, not after it
+        fail(f"mapspace too large to enumerate: more than {work:,} candidates (limit {max_candidates:,}); use a "
+             f"smaller instance or raise --max-candidates")
     try:
         outputs = SearchOutputs(instance, inst, trace, None, None,
                                 {"objective": objective, "time_limit": time_limit, "workers": 1, "seed": 0,
@@ -126,7 +132,11 @@ def verify_command(
         outputs.close(None)
         fail(str(exc), EXIT_INPUT)
     if res.mapping is None:
-        fail(f"CP-SAT found no mapping ({res.status}: {res.diagnosis})", EXIT_INPUT)
+        fail(f"CP-SAT found no mapping ({res.status}: {res.diagnosis or 'no incumbent within the time limit'})",
+             EXIT_INFEASIBLE if res.status == "INFEASIBLE" else EXIT_NO_SOLUTION)
+    if res.energy_unit_fj != 1 and "energy" in objective:
+        fail(f"cannot verify exactly: the instance is too large for exact femtojoules and CP-SAT priced energy in "
+             f"units of {res.energy_unit_fj} fJ (verify is for small instances)")
     cp_seconds = res.build_seconds + res.solve_seconds
     typer.echo(f"{'CP-SAT':<12} optimum {res.objective} (energy {res.energy_fj} fJ, latency {res.latency_cycles} "
                f"cycles)  status {res.status}  {cp_seconds:.2f} s")
@@ -139,15 +149,42 @@ def verify_command(
         typer.echo(f"{'brute force':<12} skipped: estimated work above --brute-max {brute_max:,}")
     outputs.close(res, {"verify": {name: {"objective": r.objective, "seconds": r.seconds, "kept": r.kept,
                                           "evaluated": r.evaluated} for name, r in runs}})
-    if res.status != "OPTIMAL":
-        typer.echo(f"warning: CP-SAT did not prove optimality ({res.status}); raise --time-limit")
-    if all(r.objective == res.objective for _, r in runs) and res.status == "OPTIMAL":
+    verdict, why = judge(res, [r for _, r in runs])
+    if verdict == "verified":
         typer.echo("verified: all optima are equal")
         return
+    if verdict == "unproven":
+        typer.echo(f"inconclusive: {why}; raise --time-limit")
+        raise typer.Exit(EXIT_NO_SOLUTION)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(instance).stem
     paths = [out_dir / f"{stem}.cpsat.mapping.json", out_dir / f"{stem}.enumerator.mapping.json"]
-    paths[0].write_text(json.dumps(res.mapping.model_dump(mode="json"), indent=1) + "\n")
-    paths[1].write_text(json.dumps(runs[0][1].mapping.model_dump(mode="json"), indent=1) + "\n")
-    typer.echo(f"DISAGREEMENT: mappings written to {paths[0]} and {paths[1]}")
+    try:
+        paths[0].write_text(json.dumps(res.mapping.model_dump(mode="json"), indent=1) + "\n")
+        paths[1].write_text(json.dumps(runs[0][1].mapping.model_dump(mode="json"), indent=1) + "\n")
+    except OSError as exc:
+        fail(f"DISAGREEMENT ({why}), and the mappings cannot be written: {exc}", EXIT_MISMATCH)
+    typer.echo(f"DISAGREEMENT: {why}; mappings written to {paths[0]} and {paths[1]}")
     raise typer.Exit(EXIT_MISMATCH)
+
+
+def judge(res, enumerated) -> tuple[str, str]:
+    """`verified` (CP-SAT proved an optimum every enumerator equals), `unproven` (CP-SAT stopped before its
+    proof but nothing it claims contradicts the enumerators: incumbent >= optimum >= bound), or `disagree`."""
+    optima = {tuple(r.objective) for r in enumerated}
+    if len(optima) > 1:
+        return "disagree", f"the enumerators disagree among themselves: {sorted(optima)}"
+    (opt,) = optima
+    value = tuple(res.objective)
+    if res.status == "OPTIMAL":
+        if value == opt:
+            return "verified", ""
+        return "disagree", f"CP-SAT claims OPTIMAL {list(value)}, the enumerator's optimum is {list(opt)}"
+    if value < opt:
+        return "disagree", f"CP-SAT's mapping {list(value)} beats the enumerator's optimum {list(opt)}"
+    if res.best_bound and res.best_bound[0] > opt[0]:
+        return "disagree", (f"CP-SAT's bound {res.best_bound[0]} exceeds the enumerator's optimum {opt[0]}: "
+                            f"the bound is wrong")
+    gap = "equals" if value == opt else "is above"
+    return "unproven", (f"CP-SAT stopped at {res.status} before proving optimality; its incumbent {list(value)} "
+                        f"{gap} the enumerator's optimum {list(opt)}, its bound {res.best_bound} is consistent")

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -124,3 +125,37 @@ def test_refuses_big_mapspace():
     inst = load_instance(ROOT / "instances" / "llm_4k.json")
     with pytest.raises(en.MapspaceTooLarge):
         en.enumerate_optimum(inst, "energy", max_candidates=10**6)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# verify's verdict: only a proven optimum that every enumerator equals is "verified"
+# --------------------------------------------------------------------------------------------------------------
+def _cp(status: str, value: int, bound: int):
+    return SimpleNamespace(status=status, objective=[value], best_bound=[bound])
+
+
+def _en(value: int):
+    return SimpleNamespace(objective=[value])
+
+
+@pytest.mark.parametrize("cp, enumerated, verdict", [
+    (_cp("OPTIMAL", 10, 10), [_en(10), _en(10)], "verified"),
+    (_cp("OPTIMAL", 11, 11), [_en(10)], "disagree"),          # claimed optimum above the true one
+    (_cp("OPTIMAL", 9, 9), [_en(10)], "disagree"),            # a mapping better than exhaustive search: a bug
+    (_cp("OPTIMAL", 10, 10), [_en(10), _en(12)], "disagree"),  # pruning lost the optimum
+    (_cp("FEASIBLE", 10, 7), [_en(10)], "unproven"),          # out of time, found it, bound consistent
+    (_cp("FEASIBLE", 12, 7), [_en(10)], "unproven"),
+    (_cp("FEASIBLE", 12, 11), [_en(10)], "disagree"),         # a bound above the optimum is wrong
+    (_cp("INTERRUPTED", 9, 7), [_en(10)], "disagree"),
+])
+def test_verify_verdict(cp, enumerated, verdict):
+    from mapsolve.cli.verify_cmd import judge
+    assert judge(cp, enumerated)[0] == verdict
+
+
+def test_verify_refuses_big_mapspace_before_solving():
+    proc = subprocess.run([sys.executable, "-m", "mapsolve.cli.main", "verify", str(ROOT / "instances" /
+                           "llm_4k.json"), "-q"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "mapspace too large" in proc.stderr
+    assert "CP-SAT" not in proc.stdout
