@@ -22,9 +22,11 @@ class SearchOutputs:
         self.exported: list[str] = []
         self.sizes = {"variables": 0, "constraints": 0, "booleans": 0, "models": 0}
         if self.trace:
+            from mapsolve.solver.search import model_sizes
             self.trace.write({"type": "header", "wall": 0.0, "instance": inst.name,
                               "instance_hash": file_hash(instance_path), "options": options,
-                              "versions": versions(), "einsums": len(inst.workload.einsums)})
+                              "versions": versions(), "einsums": len(inst.workload.einsums),
+                              "model_size": model_sizes(inst)})
 
     def event(self, record: dict) -> None:
         if record.get("type") == "segment_start":

@@ -14,10 +14,11 @@ from mapsolve.model.spec import Instance
 
 from .paths import _best_paths, _floor, _lower_bound, _merge, _path, combine
 from .results import SegmentResult, SolveResult, SolverError, VerificationError
-from .segment_solve import Control, UnitTooFine, solve_segment
+from .segment import Infeasible
+from .segment_solve import Control, UnitTooFine, build_segment, model_size, solve_segment
 
 __all__ = ["OBJECTIVES", "Control", "SegmentResult", "SolveResult", "SolverError", "VerificationError",
-           "segment_plans", "solve", "solve_segment"]
+           "model_sizes", "segment_plans", "solve", "solve_segment"]
 
 OBJECTIVES = ("energy", "latency", "energy,latency", "latency,energy")
 
@@ -49,6 +50,32 @@ def segment_plans(inst: Instance) -> list[tuple[tuple[str, ...], Optional[int], 
                     if all(arch.levels[x].mesh.size == 1 for x in (*top[1:], f)):
                         plans.append((seg, f, top))
     return plans
+
+
+def model_sizes(inst: Instance) -> dict:
+    """Total size of every segment model the search may solve (before cut-offs), for trace headers: the
+    search builds each model only when it reaches it, so this builds them all once, up front."""
+    t0 = time.perf_counter()
+    total = {"variables": 0, "constraints": 0, "booleans": 0, "models": 0, "infeasible_models": 0}
+    for plan in segment_plans(inst):
+        unit = 1
+        while True:
+            try:
+                sm, _ = build_segment(inst, plan, unit)
+                break
+            except UnitTooFine as exc:
+                unit = max(exc.unit, unit * 10)
+            except Infeasible:
+                sm = None
+                break
+        if sm is None:
+            total["infeasible_models"] += 1
+            continue
+        for k, v in model_size(sm.m).items():
+            total[k] += v
+        total["models"] += 1
+    total["build_seconds"] = round(time.perf_counter() - t0, 4)
+    return total
 
 
 def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[float] = None,

@@ -10,6 +10,7 @@ from ortools.sat.python import cp_model
 from mapsolve.model.spec import Instance
 
 from .results import SegmentResult, SolverError
+from .segment import Infeasible, SegmentModel
 
 ENERGY_LIMIT = 2**61  # the objective's Σ|coef|·ub stays well inside CP-SAT's int64
 
@@ -28,7 +29,6 @@ def coarser_unit(ub_fj: int) -> int:
     while ub_fj // unit >= ENERGY_LIMIT // 4:
         unit *= 10
     return unit
-from .segment import Infeasible, SegmentModel
 
 
 def _params(solver: cp_model.CpSolver, seconds: float, workers: int, seed: int, log=None) -> None:
@@ -70,6 +70,32 @@ class Control:
             self.solver.stop_search()
 
 
+def build_segment(inst: Instance, plan, energy_unit: int = 1) -> tuple[SegmentModel, dict]:
+    """A segment's model and its objective expressions (energy in `energy_unit` fJ, latency in cycles).
+
+    Raises Infeasible (no mapping of this segment can exist), UnitTooFine (energy would overflow in this unit)
+    or SolverError (numbers too large for CP-SAT even so)."""
+    names, fusion, top = plan
+    try:
+        sm = SegmentModel(inst, list(names), fusion, top)
+        if sm.energy_ub(energy_unit) >= ENERGY_LIMIT:
+            raise UnitTooFine(coarser_unit(sm.energy_ub(1)))
+        exprs = {"energy": sm.energy_expr(energy_unit), "latency": sm.latency_var()}
+    except OverflowError as exc:
+        raise SolverError(f"segment {'+'.join(names)}: {exc}") from None
+    invalid = sm.m.validate()
+    if invalid:  # e.g. a transfer time whose exact ceiling needs more than 64-bit integers
+        raise SolverError(f"segment {'+'.join(names)}: CP-SAT rejects the exact model "
+                          f"({invalid.splitlines()[0][:160]}); the instance's numbers are too large")
+    return sm, exprs
+
+
+def model_size(model: cp_model.CpModel) -> dict:
+    proto = model.proto
+    return {"variables": len(proto.variables), "constraints": len(proto.constraints),
+            "booleans": sum(1 for v in proto.variables if list(v.domain) == [0, 1])}
+
+
 def solve_segment(inst: Instance, plan, components: list[str], seconds: float, workers: int, seed: int,
                   on_solution=None, log=None, cutoff: Optional[int] = None, on_bound=None,
                   control: Optional[Control] = None, on_model=None, energy_unit: int = 1) -> SegmentResult:
@@ -78,25 +104,15 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
     fname = inst.architecture.levels[fusion].name if fusion is not None else None
     t0 = time.perf_counter()
     try:
-        sm = SegmentModel(inst, list(names), fusion, top)
-        if sm.energy_ub(energy_unit) >= ENERGY_LIMIT:
-            raise UnitTooFine(coarser_unit(sm.energy_ub(1)))
-        exprs = {"energy": sm.energy_expr(energy_unit), "latency": sm.latency_var()}
-        invalid = sm.m.validate()
-        if invalid:  # e.g. a transfer time whose exact ceiling needs more than 64-bit integers
-            raise SolverError(f"segment {'+'.join(names)}: CP-SAT rejects the exact model "
-                              f"({invalid.splitlines()[0][:160]}); the instance's numbers are too large")
+        sm, exprs = build_segment(inst, plan, energy_unit)
     except Infeasible as exc:
         return SegmentResult(names, fname, "INFEASIBLE", None, (0,), why=str(exc))
-    except OverflowError as exc:
-        raise SolverError(f"segment {'+'.join(names)}: {exc}") from None
     if cutoff is not None:
         if cutoff < 0:
             return SegmentResult(names, fname, "PRUNED", None, (cutoff + 1,))
         sm.m.add(exprs[components[0]] <= cutoff)
     build = time.perf_counter() - t0
-    size = {"variables": len(sm.m.proto.variables), "constraints": len(sm.m.proto.constraints),
-            "booleans": sum(1 for v in sm.m.proto.variables if list(v.domain) == [0, 1])}
+    size = model_size(sm.m)
     solver = cp_model.CpSolver()
     if control is not None:
         control.solver = solver

@@ -31,6 +31,9 @@ def test_trace_records(tmp_path, name):
     recs = read_trace(trace)
     assert recs[0]["type"] == "header" and recs[0]["instance_hash"].startswith("sha256:")
     assert set(recs[0]["versions"]) == {"mapsolve", "ortools", "python"}
+    size = recs[0]["model_size"]
+    assert size["models"] + size["infeasible_models"] >= 1
+    assert size["variables"] > 0 and size["constraints"] > 0 and 0 < size["booleans"] <= size["variables"]
     final = recs[-1]
     assert final["type"] == "final" and final["status"] == "OPTIMAL" and final["proof"] is True
     result = json.loads(out.read_text())
@@ -42,6 +45,14 @@ def test_trace_records(tmp_path, name):
     assert bounds == sorted(bounds) and bounds[-1] == final["best_bound"]  # a proof only tightens
     starts = [x for x in recs if x["type"] == "segment_start"]
     assert len(starts) == final["model_size"]["models"] and all(s["variables"] > 0 for s in starts)
+    # the header counts each segment's model once, as the search builds it (retries rebuild: count first starts)
+    first = {}
+    for x in starts:
+        first.setdefault(x["segment"], x)
+    assert len(first) == size["models"]
+    assert sum(x["variables"] for x in first.values()) == size["variables"]
+    n_cut = sum(1 for x in first.values() if x["cutoff"] is not None)  # a cut-off adds one constraint
+    assert sum(x["constraints"] for x in first.values()) == size["constraints"] + n_cut
     assert len(final["exported_models"]) == len(starts)
     for path in final["exported_models"]:
         assert Path(path).stat().st_size > 0
