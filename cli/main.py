@@ -15,7 +15,7 @@ from mapsolve.model.spec import Instance, Mapping
 
 from . import solve_cmd, trace_cmd  # noqa: F401  (register `solve` and `trace`)
 from . import verify_cmd  # noqa: F401  (registers `enumerate` and `verify`)
-from .app import EXIT_INTERRUPTED, app, fail
+from .app import EXIT_INPUT, EXIT_INTERRUPTED, app, fail
 from .report import print_result
 
 @app.command()
@@ -57,6 +57,15 @@ def schema(kind: str = typer.Argument(..., help="instance or mapping")) -> None:
     typer.echo(json.dumps(models[kind].model_json_schema(), indent=1))
 
 
+def _click_exceptions():
+    """typer >= 0.26 vendors click as `typer._click`; older releases use click itself."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions
+    return exceptions
+
+
 def run() -> None:
     """Entry point: `mapsolve INSTANCE [options]` is shorthand for `mapsolve solve INSTANCE [options]`."""
     argv = sys.argv[1:]
@@ -64,11 +73,20 @@ def run() -> None:
     names |= {g.name for g in app.registered_groups}
     if argv and argv[0] not in names and not argv[0].startswith("-") and "solve" in names:
         argv = ["solve", *argv]
+    ce = _click_exceptions()
     try:
-        app(args=argv, prog_name="mapsolve")
-    except KeyboardInterrupt:
+        code = app(args=argv, prog_name="mapsolve", standalone_mode=False)
+    except getattr(ce, "NoArgsIsHelpError", ()) as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        sys.exit(EXIT_INPUT)
+    except ce.UsageError as exc:  # one line, like every other input error
+        where = exc.ctx.command_path if exc.ctx else "mapsolve"
+        typer.echo(f"mapsolve: error: {' '.join(exc.format_message().split())} (see '{where} --help')", err=True)
+        sys.exit(EXIT_INPUT)
+    except (KeyboardInterrupt, typer.Abort, ce.Abort):
         typer.echo("mapsolve: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -285,6 +285,22 @@ def test_schema_unknown_kind() -> None:
     assert_input_error(cli("schema", "workload"), "schema: unknown kind 'workload'", "instance or mapping")
 
 
+@pytest.mark.parametrize("args, needles", [
+    (("TINY", "--time-limit", "abc"), ("--time-limit", "valid number", "mapsolve solve --help")),
+    (("TINY", "--bogus"), ("No such option: --bogus",)),
+    (("solve", "TINY", "--workers", "two"), ("--workers",)),
+    (("evaluate",), ("Missing argument", "instance")),
+    (("evaluate", "TINY"), ("Missing argument", "mapping")),
+    (("schema",), ("Missing argument", "kind")),
+    (("trace", "plot"), ("Missing argument",)),
+    (("trace", "bogus"), ("No such command", "bogus")),
+    (("verify", "TINY", "--max-candidates", "1e3"), ("--max-candidates",)),
+])
+def test_usage_errors_are_one_line(args, needles) -> None:
+    """Command-line mistakes are bad input too: exit 2 and one line, not typer's framed panel."""
+    assert_input_error(cli(*[TINY if a == "TINY" else a for a in args]), *needles)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Good input
 # ------------------------------------------------------------------------------------------------------------
