@@ -95,10 +95,10 @@ def test_matrix_costs_equal_analyze(inst: Instance, seed: int):
         tpls = list(en._member_templates(inst, info, bucket, e, True))
         for k in rng.choice(len(tpls), size=min(3, len(tpls)), replace=False):
             tpl = tpls[int(k)]
-            comp = en.Compiled(inst, info, tpl, 0)
+            comp = en.Compiled(inst, info, tpl, 0, False, layout)
             lo, X, ok = next(tiling_rows(tpl.us, tpl.variables, tpl.per_rank, 10**6))
-            outs, rows, combos = en._vectors(comp, tpl, en.MonomialBasis(X, False), ok, layout, False)
-            for V, r, c in zip(outs, rows, combos):
+            V, r, c = en._vectors(comp, tpl, comp.pm.values(en.shared_columns(X, bucket, False)), ok, layout, False)
+            for _ in range(min(3, len(V))):
                 i = int(rng.integers(len(V)))
                 maps, _ = en._decode(inst, info, bucket, [[tpl]], [(0, int(r[i]), int(c[i]))])
                 sub = inst.model_copy(update={"workload": inst.workload.model_copy(update={"einsums": [e]})})
@@ -159,3 +159,21 @@ def test_verify_refuses_big_mapspace_before_solving():
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.count("\n") == 1 and "mapspace too large" in proc.stderr
     assert "CP-SAT" not in proc.stdout
+
+
+def test_packed_poly_exact():
+    """Packed monomials: negative intermediate exponents stay exact, and evaluation (int64, float64 fast path and
+    exact Python ints) gives the integer values."""
+    from mapsolve.solver.enum_poly import Poly, PolyMatrix, decode_key
+    x, y, z = Poly.var(0), Poly.var(1), Poly.var(2)
+    p = (x * x * y * 3 - y // z + 5) * z           # 3x²yz - y + 5z; y // z holds z^-1 on the way
+    assert decode_key(next(iter((y // z).terms)), 3) == [0, 1, -1]
+    assert (p - p).is_zero() and (x - 1 + 1 - x).is_zero()
+    X = np.array([[2, 3, 4], [7, 1, 1], [3000, 5000, 7000], [20000, 50000, 70000]], dtype=np.int64)  # last: > 2**52
+    for rows in (X[:3], X):                          # all rows < 2**52: float64 path; else int64
+        want = [3 * a * a * b * c - b + 5 * c for a, b, c in rows.tolist()]
+        for obj in (False, True):
+            pm = PolyMatrix([p, x], 3, obj, np.array([[1, 1], [0, 1]]))   # outputs: p, p + x
+            got = pm.values(rows.astype(object) if obj else rows)
+            assert [int(v) for v in got[:, 0]] == want
+            assert [int(v) for v in got[:, 1]] == [w + int(a) for w, a in zip(want, rows[:, 0])]
