@@ -111,13 +111,23 @@ class Nest:
 # ------------------------------------------------------------------------------------------------------------
 # Building and validating
 # ------------------------------------------------------------------------------------------------------------
+def group_intermediates(workload, names) -> frozenset[str]:
+    """Tensors a fused group (two or more Einsums) produces and only its own members consume: they live on
+    chip at the fusion level and never reach DRAM (docs/model.md §5). The mapper and the enumerator use this."""
+    members = set(names)
+    if len(members) < 2:
+        return frozenset()
+    consumers: dict[str, set[str]] = {}
+    for e in workload.einsums:
+        for t in e.inputs:
+            consumers.setdefault(t.tensor, set()).add(e.name)
+    return frozenset(e.output.tensor for e in workload.einsums
+                     if e.name in members and consumers.get(e.output.tensor) and consumers[e.output.tensor] <= members)
+
+
 def _groups(inst: Instance, mapping: Mapping) -> dict[str, Group]:
     arch, wl = inst.architecture, inst.workload
     order = [e.name for e in wl.einsums]
-    consumers: dict[str, set[str]] = {}
-    for e in wl.einsums:
-        for t in e.inputs:
-            consumers.setdefault(t.tensor, set()).add(e.name)
     by_einsum: dict[str, Group] = {}
     for gi, g in enumerate(mapping.groups):
         where = f"groups[{gi}]"
@@ -135,12 +145,7 @@ def _groups(inst: Instance, mapping: Mapping) -> dict[str, Group]:
         f = names.index(g.fusion_level)
         if f == 0:
             raise MappingError(f"{where}: the fusion level must be on chip, not {g.fusion_level}")
-        members = set(g.einsums)
-        inter = frozenset(
-            e.output.tensor for e in wl.einsums
-            if e.name in members and consumers.get(e.output.tensor) and consumers[e.output.tensor] <= members
-        ) if len(members) > 1 else frozenset()
-        grp = Group(tuple(g.einsums), f, inter)
+        grp = Group(tuple(g.einsums), f, group_intermediates(wl, g.einsums))
         for n in g.einsums:
             by_einsum[n] = grp
     for n in order:

@@ -17,6 +17,8 @@ from math import prod
 
 import numpy as np
 
+from mapsolve.model.nest import group_intermediates
+
 
 def prime_count(n: int) -> int:
     c, p = 0, 2
@@ -100,13 +102,7 @@ def plan_info(inst, plan: Plan) -> PlanInfo:
     inter: frozenset = frozenset()
     shared: list[str] = []
     if plan.fusion is not None:
-        consumers: dict[str, set] = {}
-        for e in wl.einsums:
-            for t in e.inputs:
-                consumers.setdefault(t.tensor, set()).add(e.name)
-        ms = set(plan.names)
-        inter = frozenset(e.output.tensor for e in members
-                          if consumers.get(e.output.tensor) and consumers[e.output.tensor] <= ms)
+        inter = group_intermediates(wl, plan.names)
         common = set.intersection(*(set(space_of(e)) for e in members))
         for e in members:
             if e.output.tensor in inter:

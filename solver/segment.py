@@ -21,10 +21,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import prod
 
+from mapsolve.model.nest import group_intermediates
 from mapsolve.model.spec import EinsumMapping, FusedGroup, Instance
 from mapsolve.model.units import fj
 
 from .exact import Exact, ExpVar, Expo
+
+
+def fewest_words(inst: Instance, names, fusion: int | None) -> dict[int, int]:
+    """Words every mapping of the group moves at DRAM (level 0) and at its fusion level: a redundant cut.
+
+    DRAM (one instance) backs every tensor that is not a group intermediate: each element of an input is read
+    from it at least once, each element of an output written at least once. A group intermediate lives at the
+    fusion level (one instance, by construction of the plans): written there at least once, and read from there
+    at least once by each member that consumes it (no member can hold it for another)."""
+    wl = inst.workload
+    einsums = [e for e in wl.einsums if e.name in set(names)]
+    size = {t.tensor: prod(wl.ranks[r] for r in t.ranks) for e in einsums for t in (e.output, *e.inputs)}
+    consumers = {t: sum(1 for e in einsums if any(i.tensor == t for i in e.inputs)) for t in size}
+    inter = group_intermediates(wl, names) if fusion is not None else frozenset()
+    out = {0: sum(n for t, n in size.items() if t not in inter)}
+    if fusion is not None:
+        out[fusion] = sum(size[t] * (1 + consumers[t]) for t in inter)
+    return out
 
 
 def to_unit(fj: int, unit: int) -> int:
@@ -106,7 +125,7 @@ class SegmentModel:
         self.m = self.x.m
         self.einsums = [e for e in self.wl.einsums if e.name in names]
         self.primes = {r: factorize(b) for r, b in self.wl.ranks.items()}
-        self.intermediates = self._intermediates()
+        self.intermediates = group_intermediates(self.wl, names) if fusion is not None else frozenset()
         self.produced = {e.output.tensor for e in self.einsums}
         self.energy_terms: list[tuple[int, object]] = []
         self.words: dict[int, list[tuple[int, object]]] = {}
@@ -121,17 +140,6 @@ class SegmentModel:
     # ======================================================================================================
     # Data
     # ======================================================================================================
-    def _intermediates(self) -> set[str]:
-        if self.fusion is None or len(self.names) < 2:
-            return set()
-        members = set(self.names)
-        consumers: dict[str, set[str]] = {}
-        for e in self.wl.einsums:
-            for t in e.inputs:
-                consumers.setdefault(t.tensor, set()).add(e.name)
-        return {e.output.tensor for e in self.einsums
-                if consumers.get(e.output.tensor) and consumers[e.output.tensor] <= members}
-
     def candidate_units(self, e) -> list:
         out = []
         for u in self.arch.compute_units:
@@ -511,10 +519,13 @@ class SegmentModel:
             tv = self.m.new_int_var(0, ub, f"time.{u}")
             self.m.add(tv == sum(times))
             parts.append(tv)
+        fewest = fewest_words(self.inst, self.names, self.fusion)
         for level, words in self.words.items():
             bw = self.arch.levels[level].bandwidth
             ub = sum(self.x.ub(v) for s, v in words if s > 0)
             total = sum(s * v for s, v in words)
+            if fewest.get(level):
+                self.m.add(total >= fewest[level])  # redundant: lets the relaxation see transfer time
             parts.append(self.x.ceil_div(total, ub, bw.numerator, bw.denominator, f"time.{level}"))
         lat = self.m.new_int_var(0, max(self.x.ub(p) for p in parts), "latency")
         self.m.add_max_equality(lat, parts)

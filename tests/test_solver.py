@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mapsolve.model import MappingError, evaluate, load_instance, load_mapping  # noqa: E402
 from mapsolve.model.spec import Instance, Mapping  # noqa: E402
 from mapsolve.solver.search import SolverError, VerificationError, solve  # noqa: E402
+from mapsolve.solver.segment import fewest_words  # noqa: E402
 from strategies import cases  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
@@ -101,6 +102,30 @@ def test_solver_beats_random_mapping(case, objective, lex):
             + context
         # the single-objective answer has the same first component, so it bounds the second
         assert both.objective[1] <= metric(res, other), context
+
+
+@settings(max_examples=400, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(cases(allow_invalid=False))
+def test_fewest_words_cut_is_valid(case):
+    """The solver's redundant transfer cut (solver/segment.py fewest_words) never exceeds what a valid mapping
+    moves: every group's transfer time at DRAM and at its fusion level is at least ceil(fewest / bandwidth)."""
+    inst, mapping = case
+    try:
+        res = evaluate(inst, mapping)
+    except MappingError:
+        assume(False)
+    levels = inst.architecture.levels
+    index = {lv.name: i for i, lv in enumerate(levels)}
+    for g in res.groups:
+        fusion = index[g.fusion_level] if g.fusion_level is not None else None
+        for li, words in fewest_words(inst, g.einsums, fusion).items():
+            bw = levels[li].bandwidth
+            if bw is None or not words:
+                continue
+            floor = -(-words * bw.denominator // bw.numerator)
+            assert g.level_cycles.get(levels[li].name, 0) >= floor, \
+                (g, levels[li].name, words, case_json(inst, mapping, "latency"))
 
 
 # --------------------------------------------------------------------------------------------------------------
