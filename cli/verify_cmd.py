@@ -14,7 +14,7 @@ import typer
 
 from .app import EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_MISMATCH, EXIT_NO_SOLUTION, app, fail, load_instance_or_fail
 
-DEFAULT_MAX = 20_000_000
+DEFAULT_MAX = 50_000_000
 
 
 class Bar:

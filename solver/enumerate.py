@@ -517,7 +517,7 @@ def _decode(inst, info: PlanInfo, bucket: Bucket, regs, metas) -> tuple[list[Ein
 
 
 def enumerate_optimum(inst: Instance, objective: Optional[str] = None, prune: bool = True,
-                      max_candidates: Optional[int] = 20_000_000,
+                      max_candidates: Optional[int] = 50_000_000,
                       progress: Optional[Callable[[int, int], None]] = None) -> EnumResult:
     """The optimum over the solver's mapspace by exhaustive enumeration (see the module docstring).
 
