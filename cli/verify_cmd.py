@@ -99,7 +99,7 @@ def verify_command(
     time_limit: Optional[float] = typer.Option(None, "--time-limit", "-t", help="Seconds for the CP-SAT search."),
     max_candidates: int = typer.Option(DEFAULT_MAX, "--max-candidates", help="Refuse when the pruned "
                                        "enumerator's estimated work exceeds this many candidates."),
-    brute_max: int = typer.Option(2_000_000, "--brute-max", help="Also run plain brute force when its estimated "
+    brute_max: int = typer.Option(20_000_000, "--brute-max", help="Also run plain brute force when its estimated "
                                   "work is at most this."),
     out_dir: Path = typer.Option(Path("."), "--out-dir", help="Where to write both mappings on a disagreement."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),

@@ -109,7 +109,7 @@ def test_matrix_costs_equal_analyze(inst: Instance, seed: int):
                     assert V[i][1 + j] == g.unit_cycles.get(u, 0)
 
 
-SMALL = ["doc_example", "tiny_matmul"]
+SMALL = ["doc_example", "tiny_matmul", "tiny_chain", "tiny_attention"]   # every small instance shipped (~4 min)
 
 
 @pytest.mark.parametrize("name", SMALL)
