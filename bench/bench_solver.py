@@ -66,6 +66,7 @@ def main() -> int:
     gpt = load_instance(ROOT / "instances/gpt3_block.json")
     gpt_base = evaluate(gpt, load_mapping(ROOT / "instances/gpt3_block.mapping.json"))
     run("gpt3_block", gpt, "energy", args.limit, gpt_base)
+    run("gpt3_block", gpt, "latency", args.limit, gpt_base)
     print("scaling with the number of Einsums (GPT-3 block prefixes, energy):")
     for k in range(1, len(gpt.workload.einsums) + 1):
         run(f"gpt3_block[:{k}]", prefix(gpt, k), "energy", args.limit)
