@@ -27,6 +27,23 @@ def _totals(records: list[dict], kind: str) -> list[dict]:
     return [r for r in records if r.get("type") == kind and r.get("scope") == "total"]
 
 
+def proof_time(records: list[dict]) -> float | None:
+    """When the whole cascade's bound met its incumbent (a proved trace), on the search's clock; not the final
+    record's time, which for `verify` also counts the enumerators."""
+    final = next((r for r in records if r.get("type") == "final"), None)
+    if not final or not final.get("proof"):
+        return None
+    inc = bound = None
+    for r in sorted(_totals(records, "incumbent") + _totals(records, "bound"), key=lambda r: r["wall"]):
+        if r["type"] == "incumbent":
+            inc = r["objective"]
+        if r.get("best_bound") is not None:
+            bound = r["best_bound"] if bound is None else max(bound, r["best_bound"])
+        if inc is not None and bound is not None and bound >= inc:
+            return r["wall"]
+    return final.get("wall")
+
+
 def summarize(records: list[dict]) -> dict:
     """Key figures of one trace: final status, first and last incumbent, time of the proof."""
     head = records[0]
@@ -40,7 +57,7 @@ def summarize(records: list[dict]) -> dict:
         "gap": final.get("gap") if final else None,
         "first_incumbent_s": incs[0]["wall"] if incs else None,
         "last_incumbent_s": incs[-1]["wall"] if incs else None,
-        "proof_s": final.get("wall") if final and final.get("proof") else None,
+        "proof_s": proof_time(records),
         "segment_models": sum(1 for r in records if r.get("type") == "segment_start"),
         "events": len(records),
         "build_seconds": final.get("build_seconds") if final else None,
@@ -81,7 +98,8 @@ def plot(traces: list[Path] = typer.Argument(..., help="Trace files; several are
         incs = _totals(records, "incumbent")
         bounds = _totals(records, "bound")
         final = next((r for r in records if r.get("type") == "final"), None)
-        end = final["wall"] if final else max(r.get("wall", 0) for r in records)
+        proved = proof_time(records)
+        end = proved if proved is not None else (final["wall"] if final else max(r.get("wall", 0) for r in records))
         if incs:
             xs = [r["wall"] for r in incs] + [end]
             ys = [r["objective"] for r in incs] + [incs[-1]["objective"]]
@@ -101,10 +119,10 @@ def plot(traces: list[Path] = typer.Argument(..., help="Trace files; several are
                 gaps.append((r["wall"], 100 * (o - b) / max(abs(o), 1)))
         if gaps:
             gx.step([g[0] for g in gaps], [g[1] for g in gaps], where="post", color=color)
-        if final and final.get("proof"):
+        if proved is not None:
             for a in (ax, gx):
-                a.axvline(final["wall"], color=color, linestyle=":", linewidth=1)
-            ax.annotate("proved optimal", (final["wall"], final["objective"]), color=color, fontsize=8)
+                a.axvline(proved, color=color, linestyle=":", linewidth=1)
+            ax.annotate("proved optimal", (proved, final["objective"]), color=color, fontsize=8)
     positive = [v for v in values if v and v > 0]
     if log_y or (log_y is None and positive and max(positive) > 10 * min(positive)):
         ax.set_yscale("log")

@@ -5,6 +5,7 @@ and the same recursion over proven segment bounds bounds the whole cascade.
 """
 from __future__ import annotations
 
+from math import prod
 from typing import Optional
 
 from mapsolve.model import MappingError, Result, evaluate
@@ -12,7 +13,7 @@ from mapsolve.model.spec import Instance, Mapping
 from mapsolve.model.units import fj
 
 from .results import SegmentResult, SolveResult, VerificationError
-from .segment import to_unit
+from .segment import dram_words, fewest_cycles, to_unit
 
 
 def _better(a: tuple, b: Optional[tuple]) -> bool:
@@ -20,20 +21,24 @@ def _better(a: tuple, b: Optional[tuple]) -> bool:
 
 
 def _floor(inst: Instance, names, component: str, unit: int = 1) -> int:
-    """A bound no mapping of these Einsums can beat, before any search: the cheapest unit's compute energy.
-
-    (Every level's reads and writes are non-negative, so with rounded per-access energies too this holds.)"""
-    if component != "energy":
-        return 0
-    total = 0
-    for e in inst.workload.einsums:
-        if e.name in names:
-            ops = 1
-            for r in {r for t in (e.output, *e.inputs) for r in t.ranks}:
-                ops *= inst.workload.ranks[r]
-            total += ops * min(to_unit(fj(u.ops[e.op].energy_pj), unit)
-                               for u in inst.architecture.compute_units if e.op in u.ops)
-    return total
+    """A bound no mapping of these Einsums (fused if several, as every multi-Einsum segment is) can beat, before
+    any search. Energy: the cheapest unit's compute energy (every level's reads and writes are non-negative, so
+    with rounded per-access energies too this holds). Latency: the slowest Einsum on its fastest unit, and the
+    words DRAM must move at its bandwidth."""
+    wl, arch = inst.workload, inst.architecture
+    einsums = [e for e in wl.einsums if e.name in names]
+    capable = {e.name: [u for u in arch.compute_units if e.op in u.ops] for e in einsums}
+    if any(not us for us in capable.values()):
+        return 0  # infeasible: the segment's own model says why
+    if component == "energy":
+        return sum(prod(wl.ranks[r] for r in e.space) * min(to_unit(fj(u.ops[e.op].energy_pj), unit)
+                                                         for u in capable[e.name]) for e in einsums)
+    floor = max(min(fewest_cycles(inst, e, u) for u in capable[e.name]) for e in einsums)
+    dram = arch.levels[0]
+    if dram.bandwidth is not None:
+        words = dram_words(inst, names, fused=len(names) > 1)
+        floor = max(floor, -(-words * dram.bandwidth.denominator // dram.bandwidth.numerator))
+    return floor
 
 
 def _lower_bound(results: list[SegmentResult], index: dict[str, int], n: int) -> Optional[int]:

@@ -28,21 +28,38 @@ from mapsolve.model.units import fj
 from .exact import Exact, ExpVar, Expo
 
 
-def fewest_words(inst: Instance, names, fusion: int | None) -> dict[int, int]:
-    """Words every mapping of the group moves at DRAM (level 0) and at its fusion level: a redundant cut.
+def fewest_cycles(inst: Instance, e, unit) -> int:
+    """Cycles Einsum `e` needs on `unit` at best: every lane (unit instance) busy at every step."""
+    arch = inst.architecture
+    lanes = unit.mesh.size * prod(arch.levels[i].mesh.size for i in arch.path(unit.name)[1:])
+    ops = prod(inst.workload.ranks[r] for r in e.space)
+    rate = unit.ops[e.op].per_cycle
+    return -(-(-(-ops // lanes)) * rate.denominator // rate.numerator)
 
-    DRAM (one instance) backs every tensor that is not a group intermediate: each element of an input is read
-    from it at least once, each element of an output written at least once. A group intermediate lives at the
-    fusion level (one instance, by construction of the plans): written there at least once, and read from there
-    at least once by each member that consumes it (no member can hold it for another)."""
+
+def dram_words(inst: Instance, names, fused: bool) -> int:
+    """Words every mapping of these Einsums moves at DRAM (one instance), which backs every tensor but a fused
+    group's intermediates: each element of an input read at least once, each element of an output written once."""
     wl = inst.workload
-    einsums = [e for e in wl.einsums if e.name in set(names)]
-    size = {t.tensor: prod(wl.ranks[r] for r in t.ranks) for e in einsums for t in (e.output, *e.inputs)}
-    consumers = {t: sum(1 for e in einsums if any(i.tensor == t for i in e.inputs)) for t in size}
-    inter = group_intermediates(wl, names) if fusion is not None else frozenset()
-    out = {0: sum(n for t, n in size.items() if t not in inter)}
+    inter = group_intermediates(wl, names) if fused else frozenset()
+    tensors = {t.tensor: t.ranks for e in wl.einsums if e.name in set(names) for t in (e.output, *e.inputs)}
+    return sum(prod(wl.ranks[r] for r in ranks) for t, ranks in tensors.items() if t not in inter)
+
+
+def fewest_words(inst: Instance, names, fusion: int | None) -> dict[int, int]:
+    """Words every mapping of the segment moves at DRAM and at the fusion level: a redundant cut.
+
+    DRAM: see `dram_words`. A group intermediate lives at the fusion level (one instance, by construction of the
+    plans): written there at least once, and read from there at least once by each member that consumes it (no
+    member can hold it for another)."""
+    wl = inst.workload
+    out = {0: dram_words(inst, names, fusion is not None)}
     if fusion is not None:
-        out[fusion] = sum(size[t] * (1 + consumers[t]) for t in inter)
+        einsums = [e for e in wl.einsums if e.name in set(names)]
+        for t in group_intermediates(wl, names):
+            size = prod(wl.ranks[r] for r in next(e.output.ranks for e in einsums if e.output.tensor == t))
+            readers = sum(1 for e in einsums if any(i.tensor == t for i in e.inputs))
+            out[fusion] = out.get(fusion, 0) + size * (1 + readers)
     return out
 
 
@@ -456,8 +473,7 @@ class SegmentModel:
         c.cycles = self.x.ceil_div(steps_v, self.x.ub(steps_v), cost.per_cycle.numerator,
                                    cost.per_cycle.denominator)
         # a redundant cut that makes the relaxation see compute time: every unit busy at every step at best
-        lanes = c.unit.mesh.size * prod(self.arch.levels[i].mesh.size for i in path[1:])
-        fewest = -(-(-(-ops // lanes)) * cost.per_cycle.denominator // cost.per_cycle.numerator)
+        fewest = fewest_cycles(self.inst, c.einsum, c.unit)
         self.m.add(c.cycles >= fewest)
         busy = self.x.gate(ch, c.cycles)
         self.m.add(busy >= fewest * ch)

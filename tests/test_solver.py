@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mapsolve.model import MappingError, evaluate, load_instance, load_mapping  # noqa: E402
 from mapsolve.model.spec import Instance, Mapping  # noqa: E402
 from mapsolve.solver.search import SolverError, VerificationError, solve  # noqa: E402
+from mapsolve.solver.paths import _floor  # noqa: E402
 from mapsolve.solver.segment import fewest_words  # noqa: E402
 from strategies import cases  # noqa: E402
 
@@ -109,7 +110,8 @@ def test_solver_beats_random_mapping(case, objective, lex):
 @given(cases(allow_invalid=False))
 def test_fewest_words_cut_is_valid(case):
     """The solver's redundant transfer cut (solver/segment.py fewest_words) never exceeds what a valid mapping
-    moves: every group's transfer time at DRAM and at its fusion level is at least ceil(fewest / bandwidth)."""
+    moves: every group's transfer time at DRAM and at its fusion level is at least ceil(fewest / bandwidth); nor
+    does the latency floor the search assumes for a segment it has not solved yet."""
     inst, mapping = case
     try:
         res = evaluate(inst, mapping)
@@ -126,6 +128,8 @@ def test_fewest_words_cut_is_valid(case):
             floor = -(-words * bw.denominator // bw.numerator)
             assert g.level_cycles.get(levels[li].name, 0) >= floor, \
                 (g, levels[li].name, words, case_json(inst, mapping, "latency"))
+        # the search's bound for a segment not solved yet (solver/paths.py) holds for the group too
+        assert _floor(inst, g.einsums, "latency") <= g.latency_cycles, (g, case_json(inst, mapping, "latency"))
 
 
 # --------------------------------------------------------------------------------------------------------------

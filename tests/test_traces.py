@@ -130,3 +130,21 @@ def test_verify_trace(tmp_path):
     final = recs[-1]
     assert final["status"] == "OPTIMAL"
     assert final["verify"]["enumerator"]["objective"] == [final["objective"]]
+    # the proof moment is when the cascade's bound met its incumbent, not the end of the enumerators
+    from mapsolve.cli.trace_cmd import proof_time
+    walls = {x["wall"] for x in recs if x.get("scope") == "total"}
+    assert proof_time(recs) in walls and proof_time(recs) <= final["wall"]
+
+
+def test_proof_time_is_when_bound_meets_incumbent():
+    from mapsolve.cli.trace_cmd import proof_time
+    recs = [{"type": "header"},
+            {"type": "bound", "scope": "total", "wall": 0.1, "best_bound": 5},
+            {"type": "incumbent", "scope": "total", "wall": 0.2, "objective": 9, "best_bound": 5},
+            {"type": "bound", "scope": "total", "wall": 0.3, "best_bound": 7},
+            {"type": "incumbent", "scope": "total", "wall": 0.4, "objective": 8, "best_bound": 7},
+            {"type": "bound", "scope": "total", "wall": 0.5, "best_bound": 8},
+            {"type": "final", "wall": 30.0, "proof": True, "objective": 8}]
+    assert proof_time(recs) == 0.5
+    recs[-1]["proof"] = False
+    assert proof_time(recs) is None
