@@ -83,7 +83,7 @@ def run() -> None:
         where = exc.ctx.command_path if exc.ctx else "mapsolve"
         typer.echo(f"mapsolve: error: {' '.join(exc.format_message().split())} (see '{where} --help')", err=True)
         sys.exit(EXIT_INPUT)
-    except (KeyboardInterrupt, typer.Abort, ce.Abort):
+    except (KeyboardInterrupt, typer.Abort, getattr(ce, "Abort", typer.Abort)):
         typer.echo("mapsolve: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)

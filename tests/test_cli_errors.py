@@ -398,3 +398,13 @@ def test_subprocess_good_input() -> None:
     assert type(json.loads(proc.stdout)["energy_fj"]) is int
     proc = cli_subprocess("schema", "mapping")
     assert proc.returncode == 0 and json.loads(proc.stdout)["title"] == "Mapping"
+
+
+def test_closed_stdout_is_not_a_traceback() -> None:
+    """`mapsolve ... | head` closes the pipe early: a quiet exit, not a traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "mapsolve.cli.main", "schema", "instance"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()   # before the interpreter has started: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err, err
