@@ -94,7 +94,7 @@ def result_json(res, inst) -> dict:
         "segments": [{"einsums": list(s.names), "fusion_level": s.fusion, "status": s.status,
                       "values": list(s.values) if s.values else None, "bound": list(s.bound),
                       "seconds": round(s.seconds, 4), "build_seconds": round(s.build_seconds, 4),
-                      "model_size": s.model_size} for s in res.segments],
+                      "model_size": s.model_size, "presolve": s.presolve} for s in res.segments],
     }
     if res.evaluation is not None:
         doc["breakdown"] = res.evaluation.to_json()["breakdown"]

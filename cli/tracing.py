@@ -63,6 +63,8 @@ class SearchOutputs:
                     "latency_cycles": res.latency_cycles,
                     "conflicts": sum(s.conflicts for s in segs), "branches": sum(s.branches for s in segs),
                     "deterministic_time": sum(s.deterministic_time for s in segs),
+                    "presolve": {k: sum(s.presolve.get(k, 0) for s in segs)
+                                 for k in ("booleans", "integers", "fixed_booleans")},
                     "build_seconds": res.build_seconds, "search_seconds": res.solve_seconds,
                     "segments": {st: sum(1 for s in segs if s.status == st)
                                  for st in sorted({s.status for s in segs})},

@@ -88,7 +88,10 @@ def _merge(old: SegmentResult, new: SegmentResult) -> SegmentResult:
     bound = max(old.bound, new.bound)
     return SegmentResult(keep.names, keep.fusion, "FEASIBLE" if keep.values is not None else "UNKNOWN",
                          keep.values, bound, keep.energy_fj, keep.latency_cycles, keep.mapping,
-                         old.seconds + new.seconds, old.build_seconds + new.build_seconds, keep.why, keep.model_size)
+                         old.seconds + new.seconds, old.build_seconds + new.build_seconds, keep.why, keep.model_size,
+                         conflicts=old.conflicts + new.conflicts, branches=old.branches + new.branches,
+                         deterministic_time=old.deterministic_time + new.deterministic_time,
+                         presolve=new.presolve or old.presolve)
 
 
 def energy_in_units(inst: Instance, evaluation: Result, unit: int) -> tuple[int, int]:

@@ -34,6 +34,7 @@ class SegmentResult:
     conflicts: int = 0
     branches: int = 0
     deterministic_time: float = 0.0
+    presolve: dict = field(default_factory=dict)  # CP-SAT's model after presolve: booleans, integers, fixed
 
 
 @dataclass

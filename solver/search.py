@@ -192,7 +192,7 @@ def _search(inst: Instance, objective: str, components: list[str], time_limit: f
         emit({"type": "segment_end", "segment": seg, "status": r.status,
               "objective": r.values[0] if r.values else None, "best_bound": r.bound[0],
               "energy_fj": r.energy_fj, "latency_cycles": r.latency_cycles, "conflicts": r.conflicts,
-              "branches": r.branches, "deterministic_time": det_offset[0]})
+              "branches": r.branches, "deterministic_time": det_offset[0], "presolve": r.presolve})
         report_total()
 
     def stale_or_unproven() -> list[int]:

@@ -124,6 +124,7 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
     energy = latency = None
     mapping: tuple = ()
     t1 = time.perf_counter()
+    pre: dict = {}
     for k, comp in enumerate(components):
         left = seconds - (time.perf_counter() - t1)
         sm.m.minimize(exprs[comp])
@@ -134,18 +135,24 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
             break
         cb = _Progress(exprs[comp], on_solution) if on_solution and k == 0 else None
         status = solver.solve(sm.m, cb) if cb else solver.solve(sm.m)
+        if k == 0:
+            resp = solver.response_proto
+            pre = {"booleans": resp.num_booleans, "integers": resp.num_integers,
+                   "fixed_booleans": resp.num_fixed_booleans}
 
         if status == cp_model.INFEASIBLE and k == 0 and cutoff is not None:
             return SegmentResult(names, fname, "PRUNED", None, (cutoff + 1,), seconds=time.perf_counter() - t1,
-                                 build_seconds=build)
+                                 build_seconds=build, model_size=size, presolve=pre)
         if status == cp_model.INFEASIBLE and k == 0:
             return SegmentResult(names, fname, "INFEASIBLE", None, (0,), seconds=time.perf_counter() - t1,
-                                 build_seconds=build, why=_diagnose(inst, names, fname))
+                                 build_seconds=build, why=_diagnose(inst, names, fname), model_size=size,
+                                 presolve=pre)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             if k == 0:
                 return SegmentResult(names, fname, "UNKNOWN", None,
                                      (max(0, math.floor(solver.best_objective_bound)),),
-                                     seconds=time.perf_counter() - t1, build_seconds=build)
+                                     seconds=time.perf_counter() - t1, build_seconds=build, model_size=size,
+                                     presolve=pre)
             status_name = "FEASIBLE"  # the second stage did not finish: keep the first stage's solution
             break
         value = solver.value(exprs[comp])
@@ -169,7 +176,7 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
     return SegmentResult(names, fname, status_name, values, (first_bound,), energy, latency, mapping,
                          time.perf_counter() - t1, build, model_size=size,
                          conflicts=solver.num_conflicts, branches=solver.num_branches,
-                         deterministic_time=solver.deterministic_time)
+                         deterministic_time=solver.deterministic_time, presolve=pre)
 
 
 def _lookup(solution: dict[int, int], v) -> int:

@@ -36,6 +36,10 @@ def test_trace_records(tmp_path, name):
     assert size["variables"] > 0 and size["constraints"] > 0 and 0 < size["booleans"] <= size["variables"]
     final = recs[-1]
     assert final["type"] == "final" and final["status"] == "OPTIMAL" and final["proof"] is True
+    ends = [x for x in recs if x["type"] == "segment_end"]
+    assert all(set(x["presolve"]) == {"booleans", "integers", "fixed_booleans"} for x in ends)
+    last = {x["segment"]: x for x in ends}      # a retried segment ends twice: the result keeps the last
+    assert final["presolve"]["booleans"] == sum(x["presolve"]["booleans"] for x in last.values()) > 0
     result = json.loads(out.read_text())
     assert final["objective"] == result["objective"][0] == result["energy_fj"]
     totals = [x for x in recs if x["type"] == "incumbent" and x.get("scope") == "total"]
