@@ -76,14 +76,6 @@ def plans(inst) -> list[Plan]:
     return out
 
 
-def space_of(e) -> list[str]:
-    return sorted(set().union(*(set(t.ranks) for t in (e.output, *e.inputs))))
-
-
-def tensors_of(e) -> dict[str, list[str]]:
-    return {t.tensor: t.ranks for t in (e.output, *e.inputs)}
-
-
 @dataclass
 class PlanInfo:
     """Facts of one plan: members, intermediates, shared ranks, candidate units, group tensors."""
@@ -103,10 +95,10 @@ def plan_info(inst, plan: Plan) -> PlanInfo:
     shared: list[str] = []
     if plan.fusion is not None:
         inter = group_intermediates(wl, plan.names)
-        common = set.intersection(*(set(space_of(e)) for e in members))
+        common = set.intersection(*(set(e.space) for e in members))
         for e in members:
             if e.output.tensor in inter:
-                common -= set(space_of(e)) - set(e.output.ranks)
+                common -= set(e.space) - set(e.output.ranks)
         shared = sorted(common)
     units = {}
     for e in members:
@@ -121,7 +113,7 @@ def plan_info(inst, plan: Plan) -> PlanInfo:
         units[e.name] = us
     gt: dict[str, list[str]] = {}
     for e in members:
-        gt.update(tensors_of(e))
+        gt.update(e.tensors)
     return PlanInfo(plan, members, inter, shared, units, gt)
 
 
@@ -255,7 +247,7 @@ def unit_space(inst, e, unit, info: PlanInfo, bucket: Bucket) -> UnitSpace:
     arch, wl = inst.architecture, inst.workload
     path = arch.path(unit.name)
     first = info.plan.fpos or 0
-    rem = {r: wl.ranks[r] for r in space_of(e)}
+    rem = {r: wl.ranks[r] for r in e.space}
     for _, r, f in bucket.shared:
         rem[r] //= f
     spatial, meshes = [], {}
@@ -265,7 +257,7 @@ def unit_space(inst, e, unit, info: PlanInfo, bucket: Bucket) -> UnitSpace:
             size = getattr(below, axis)
             if size > 1:
                 meshes[(pos, axis)] = size
-                spatial.extend((pos, axis, r) for r in space_of(e))
+                spatial.extend((pos, axis, r) for r in e.space)
     return UnitSpace(unit, path, first, rem, spatial, meshes)
 
 
