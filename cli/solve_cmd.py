@@ -12,8 +12,6 @@ from typing import Optional
 
 import typer
 
-
-
 from .app import (EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SOLUTION, app, fail,
                   load_instance_or_fail)
 from .report import print_result

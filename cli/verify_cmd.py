@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-
-from .app import EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_MISMATCH, EXIT_NO_SOLUTION, app, fail, load_instance_or_fail
+from .app import (EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_MISMATCH, EXIT_NO_SOLUTION, app, fail,
+                  load_instance_or_fail)
 
 DEFAULT_MAX = 50_000_000
 
@@ -109,13 +109,12 @@ def verify_command(
     """Prove the solver right on a small instance: CP-SAT optimum == exhaustive enumeration (exit 0), else exit 1."""
     inst = load_instance_or_fail(instance, time_limit)
     from mapsolve.solver import SolverError, VerificationError, solve
-    from mapsolve.solver.enumerate import estimate
+    from mapsolve.solver.enumerate import MapspaceTooLarge, estimate
     from .tracing import SearchOutputs
     objective = objective or inst.solver.objective
     work = estimate(inst, True, max_candidates)
     if work > max_candidates:  # refuse before the CP-SAT run, not after it
-        fail(f"mapspace too large to enumerate: more than {work:,} candidates (limit {max_candidates:,}); use a "
-             f"smaller instance or raise --max-candidates")
+        fail(str(MapspaceTooLarge(work, max_candidates)))
     try:
         outputs = SearchOutputs(instance, inst, trace, None, None,
                                 {"objective": objective, "time_limit": time_limit, "workers": 1, "seed": 0,
@@ -137,7 +136,8 @@ def verify_command(
         fail(f"cannot verify exactly: the instance is too large for exact femtojoules and CP-SAT priced energy in "
              f"units of {res.energy_unit_fj} fJ (verify is for small instances)")
     cp_seconds = res.build_seconds + res.solve_seconds
-    typer.echo(f"{'CP-SAT':<12} {'optimum' if res.status == 'OPTIMAL' else 'best'} {res.objective} (energy {res.energy_fj} fJ, latency {res.latency_cycles} "
+    label = "optimum" if res.status == "OPTIMAL" else "best"
+    typer.echo(f"{'CP-SAT':<12} {label} {res.objective} (energy {res.energy_fj} fJ, latency {res.latency_cycles} "
                f"cycles)  status {res.status}  {cp_seconds:.2f} s")
     runs = [("enumerator", _enumerate(inst, objective, True, max_candidates, quiet, "enumerate (pruned)"))]
     typer.echo(_line(*runs[0]))
