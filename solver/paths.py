@@ -13,7 +13,8 @@ from mapsolve.model.spec import Instance, Mapping
 from mapsolve.model.units import fj
 
 from .results import SegmentResult, SolveResult, VerificationError
-from .segment import dram_words, fewest_cycles, to_unit
+from .bounds import dram_words, fewest_cycles
+from .segment import to_unit
 
 
 def _better(a: tuple, b: Optional[tuple]) -> bool:

@@ -25,42 +25,8 @@ from mapsolve.model.nest import group_intermediates
 from mapsolve.model.spec import EinsumMapping, FusedGroup, Instance
 from mapsolve.model.units import fj
 
+from .bounds import fewest_cycles, fewest_words
 from .exact import Exact, ExpVar, Expo
-
-
-def fewest_cycles(inst: Instance, e, unit) -> int:
-    """Cycles Einsum `e` needs on `unit` at best: every lane (unit instance) busy at every step."""
-    arch = inst.architecture
-    lanes = unit.mesh.size * prod(arch.levels[i].mesh.size for i in arch.path(unit.name)[1:])
-    ops = prod(inst.workload.ranks[r] for r in e.space)
-    rate = unit.ops[e.op].per_cycle
-    return -(-(-(-ops // lanes)) * rate.denominator // rate.numerator)
-
-
-def dram_words(inst: Instance, names, fused: bool) -> int:
-    """Words every mapping of these Einsums moves at DRAM (one instance), which backs every tensor but a fused
-    group's intermediates: each element of an input read at least once, each element of an output written once."""
-    wl = inst.workload
-    inter = group_intermediates(wl, names) if fused else frozenset()
-    tensors = {t.tensor: t.ranks for e in wl.einsums if e.name in set(names) for t in (e.output, *e.inputs)}
-    return sum(prod(wl.ranks[r] for r in ranks) for t, ranks in tensors.items() if t not in inter)
-
-
-def fewest_words(inst: Instance, names, fusion: int | None) -> dict[int, int]:
-    """Words every mapping of the segment moves at DRAM and at the fusion level: a redundant cut.
-
-    DRAM: see `dram_words`. A group intermediate lives at the fusion level (one instance, by construction of the
-    plans): written there at least once, and read from there at least once by each member that consumes it (no
-    member can hold it for another)."""
-    wl = inst.workload
-    out = {0: dram_words(inst, names, fusion is not None)}
-    if fusion is not None:
-        einsums = [e for e in wl.einsums if e.name in set(names)]
-        for t in group_intermediates(wl, names):
-            size = prod(wl.ranks[r] for r in next(e.output.ranks for e in einsums if e.output.tensor == t))
-            readers = sum(1 for e in einsums if any(i.tensor == t for i in e.inputs))
-            out[fusion] = out.get(fusion, 0) + size * (1 + readers)
-    return out
 
 
 def to_unit(fj: int, unit: int) -> int:

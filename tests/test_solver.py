@@ -25,7 +25,7 @@ from mapsolve.model import MappingError, evaluate, load_instance, load_mapping  
 from mapsolve.model.spec import Instance, Mapping  # noqa: E402
 from mapsolve.solver.search import SolverError, VerificationError, solve  # noqa: E402
 from mapsolve.solver.paths import _floor  # noqa: E402
-from mapsolve.solver.segment import fewest_words  # noqa: E402
+from mapsolve.solver.bounds import fewest_words  # noqa: E402
 from strategies import cases  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
@@ -109,7 +109,7 @@ def test_solver_beats_random_mapping(case, objective, lex):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(cases(allow_invalid=False))
 def test_fewest_words_cut_is_valid(case):
-    """The solver's redundant transfer cut (solver/segment.py fewest_words) never exceeds what a valid mapping
+    """The solver's redundant transfer cut (solver/bounds.py fewest_words) never exceeds what a valid mapping
     moves: every group's transfer time at DRAM and at its fusion level is at least ceil(fewest / bandwidth); nor
     does the latency floor the search assumes for a segment it has not solved yet."""
     inst, mapping = case
