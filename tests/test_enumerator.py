@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mapsolve.model import analyze, load_instance  # noqa: E402
 from mapsolve.model.spec import Instance, Mapping  # noqa: E402
 from mapsolve.solver import solve  # noqa: E402
+from mapsolve.solver import enum_template as et  # noqa: E402
 from mapsolve.solver import enumerate as en  # noqa: E402
 from mapsolve.solver.enum_space import buckets, plan_info, plans, tiling_rows  # noqa: E402
 from strategies import architectures, workloads  # noqa: E402
@@ -82,7 +83,7 @@ def test_solver_equals_enumeration(inst: Instance):
 def test_matrix_costs_equal_analyze(inst: Instance, seed: int):
     """Sample templates and tilings: the matrix evaluation gives exactly what `analyze` gives for the mapping."""
     rng = np.random.default_rng(seed)
-    layout = en.Layout(True, [u.name for u in inst.architecture.compute_units],
+    layout = et.Layout(True, [u.name for u in inst.architecture.compute_units],
                        [i for i, lv in enumerate(inst.architecture.levels) if lv.bandwidth is not None])
     for plan in plans(inst):
         if plan.fusion is not None:
@@ -92,12 +93,12 @@ def test_matrix_costs_equal_analyze(inst: Instance, seed: int):
             continue
         e = info.members[0]
         bucket = next(buckets(inst, info, True))
-        tpls = list(en._member_templates(inst, info, bucket, e, True))
+        tpls = list(et.member_templates(inst, info, bucket, e, True))
         for k in rng.choice(len(tpls), size=min(3, len(tpls)), replace=False):
             tpl = tpls[int(k)]
-            comp = en.Compiled(inst, info, tpl, 0, False, layout)
+            comp = et.Compiled(inst, info, tpl, 0, False, layout)
             lo, X, ok = next(tiling_rows(tpl.us, tpl.variables, tpl.per_rank, 10**6))
-            V, r, c = en._vectors(comp, tpl, comp.pm.values(en.shared_columns(X, bucket, False)), ok, layout, False)
+            V, r, c = et.vectors(comp, tpl, comp.pm.values(et.shared_columns(X, bucket, False)), ok, layout, False)
             for _ in range(min(3, len(V))):
                 i = int(rng.integers(len(V)))
                 maps, _ = en._decode(inst, info, bucket, [[tpl]], [(0, int(r[i]), int(c[i]))])
