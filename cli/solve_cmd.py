@@ -106,6 +106,10 @@ def solve_command(
                                             help="energy, latency, energy,latency or latency,energy "
                                                  "(default: the instance's solver.objective)."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", "-t", help="Seconds for the whole search."),
+    deterministic_time: Optional[float] = typer.Option(
+        None, "--deterministic-time", help="CP-SAT deterministic seconds for the whole search (summed over "
+        "segments): the same answer on a fast or a loaded machine. The wall-clock limit then applies only if "
+        "--time-limit is given too."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="CP-SAT workers (1 is deterministic)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="CP-SAT random seed."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON to this file."),
@@ -120,6 +124,8 @@ def solve_command(
     inst = load_instance_or_fail(instance, time_limit)
     if workers is not None and workers < 1:
         fail("--workers must be at least 1")
+    if deterministic_time is not None and not (0 < deterministic_time < 1e9):
+        fail("--deterministic-time must be a positive number of seconds")
     from mapsolve.solver import SolverError, VerificationError, solve as run_solver  # ortools loads slowly
     from mapsolve.solver.search import Control
 
@@ -130,13 +136,14 @@ def solve_command(
     try:
         outputs = SearchOutputs(instance, inst, trace, solver_log, export_model,
                                 {"objective": objective or inst.solver.objective, "time_limit": time_limit,
-                                 "workers": workers, "seed": seed})
+                                 "deterministic_time": deterministic_time, "workers": workers, "seed": seed})
     except OSError as exc:
         fail(f"cannot write output: {exc}")
     restore = _on_ctrl_c(control.interrupt)
     try:
         res = run_solver(inst, objective, time_limit, workers, seed, progress=progress, log=outputs.log,
-                         events=outputs.event, control=control, on_model=outputs.model)
+                         events=outputs.event, control=control, on_model=outputs.model,
+                         deterministic_time=deterministic_time)
     except VerificationError as exc:
         progress.done()
         outputs.close(None)

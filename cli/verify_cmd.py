@@ -97,6 +97,8 @@ def verify_command(
     objective: Optional[str] = typer.Option(None, "--objective", "-o", help="energy, latency, energy,latency or "
                                             "latency,energy (default: the instance's solver.objective)."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", "-t", help="Seconds for the CP-SAT search."),
+    deterministic_time: Optional[float] = typer.Option(None, "--deterministic-time", help="CP-SAT deterministic "
+                                                       "seconds for the search (load-independent)."),
     max_candidates: int = typer.Option(DEFAULT_MAX, "--max-candidates", help="Refuse when the pruned "
                                        "enumerator's estimated work exceeds this many candidates."),
     brute_max: int = typer.Option(20_000_000, "--brute-max", help="Also run plain brute force when its estimated "
@@ -108,6 +110,8 @@ def verify_command(
 ) -> None:
     """Prove the solver right on a small instance: CP-SAT optimum == exhaustive enumeration (exit 0), else exit 1."""
     inst = load_instance_or_fail(instance, time_limit)
+    if deterministic_time is not None and not (0 < deterministic_time < 1e9):
+        fail("--deterministic-time must be a positive number of seconds")
     from mapsolve.solver import SolverError, VerificationError, solve
     from mapsolve.solver.enumerate import MapspaceTooLarge, estimate
     from .tracing import SearchOutputs
@@ -117,12 +121,13 @@ def verify_command(
         fail(str(MapspaceTooLarge(work, max_candidates)))
     try:
         outputs = SearchOutputs(instance, inst, trace, None, None,
-                                {"objective": objective, "time_limit": time_limit, "workers": 1, "seed": 0,
+                                {"objective": objective, "time_limit": time_limit, "deterministic_time": deterministic_time,
+                                 "workers": 1, "seed": 0,
                                  "command": "verify"})
     except OSError as exc:
         fail(f"cannot write output: {exc}")
     try:
-        res = solve(inst, objective, time_limit, 1, 0, events=outputs.event)
+        res = solve(inst, objective, time_limit, 1, 0, events=outputs.event, deterministic_time=deterministic_time)
     except VerificationError as exc:
         outputs.close(None)
         fail(f"internal inconsistency (please report): {exc}", EXIT_BUG)

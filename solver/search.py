@@ -82,8 +82,13 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
           workers: Optional[int] = None, seed: Optional[int] = None,
           progress: Optional[Callable[..., None]] = None, log=None,
           events: Optional[Callable[[dict], None]] = None, control: Optional[Control] = None,
-          on_model: Optional[Callable[[str, object, dict], None]] = None) -> SolveResult:
+          on_model: Optional[Callable[[str, object, dict], None]] = None,
+          deterministic_time: Optional[float] = None) -> SolveResult:
     """Find a mapping minimising `objective`, prove it optimal when time allows, decode and verify it.
+
+    `deterministic_time` (CP-SAT's deterministic seconds, summed over every segment solve) makes the budget and
+    its split across segments independent of the machine's load: the same answer on a fast or a busy machine.
+    With it, the wall-clock `time_limit` applies only when given explicitly.
 
     Lone Einsums are solved first, so a complete (unfused) mapping exists early. Then the fused segments in order
     of their last Einsum, shortest first: when segment i..j is solved, the best cost of the Einsums before i is
@@ -97,7 +102,8 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     """
     opts = inst.solver
     objective = objective or opts.objective
-    time_limit = opts.time_limit_s if time_limit is None else time_limit
+    if time_limit is None:
+        time_limit = opts.time_limit_s if deterministic_time is None else float("inf")
     workers = workers or opts.workers
     seed = opts.seed if seed is None else seed
     components = _components(objective)
@@ -106,8 +112,9 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     unit = 1
     while True:
         try:
-            return _search(inst, objective, components, time_limit - (time.perf_counter() - started), workers,
-                           seed, progress, log, events, control, on_model, unit)
+            budget = Budget(time_limit - (time.perf_counter() - started), deterministic_time)
+            return _search(inst, objective, components, budget, workers, seed, progress, log, events, control,
+                           on_model, unit)
         except UnitTooFine as exc:  # exact fJ would overflow: restart in a coarser unit, said in the result
             unit = max(exc.unit, unit * 10)
             if progress:
@@ -116,7 +123,35 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
                 events({"type": "energy_unit", "energy_unit_fj": unit})
 
 
-def _search(inst: Instance, objective: str, components: list[str], time_limit: float, workers: int, seed: int,
+class Budget:
+    """The search's limit: wall-clock seconds, or CP-SAT deterministic seconds when those are given.
+
+    Segments share what is left of the governing clock; with a deterministic budget the wall clock only stops a
+    search when the caller asked for a wall limit too."""
+
+    def __init__(self, wall: float, det: Optional[float]):
+        self.t0 = time.perf_counter()
+        self.wall = wall
+        self.det = det
+        self.det_used = 0.0
+
+    def wall_left(self) -> float:
+        return self.wall - (time.perf_counter() - self.t0)
+
+    def left(self) -> float:
+        """What is left of the governing clock."""
+        if self.det is None:
+            return self.wall_left()
+        return min(self.det - self.det_used, self.wall_left())
+
+    def limits(self, share: float) -> tuple[float, Optional[float]]:
+        """(wall seconds, deterministic seconds) for a solve given `share` of the governing clock."""
+        if self.det is None:
+            return share, None
+        return max(min(self.wall_left(), 1e7), 0.01), share
+
+
+def _search(inst: Instance, objective: str, components: list[str], budget: Budget, workers: int, seed: int,
             progress, log, events, control: Control, on_model, unit: int) -> SolveResult:
     """One search with energy in units of `unit` fJ (see `solve`)."""
     names = [e.name for e in inst.workload.einsums]
@@ -150,7 +185,7 @@ def _search(inst: Instance, objective: str, components: list[str], time_limit: f
             total_state["bound"] = lower
             emit({"type": "bound", "scope": "total", "objective": inc[0] if inc else None, "best_bound": lower})
 
-    def run(k: int, seconds: float, attempt: str) -> None:
+    def run(k: int, share: float, attempt: str) -> None:
         plan = plans[k]
         i, j = index[plan[0][0]], index[plan[0][-1]] + 1
         best = _best_paths([r for r in results if r is not None], index, len(components))
@@ -176,14 +211,16 @@ def _search(inst: Instance, objective: str, components: list[str], time_limit: f
 
         def model_seen(model, size):
             emit({"type": "segment_start", "segment": seg, "attempt": attempt, "cutoff": cutoff,
-                  "time_limit": round(seconds, 4), **size})
+                  "time_limit": round(share, 4), **size})
             if on_model:
                 on_model(f"{k + 1:03d}-{attempt}-{seg}", model, size)
+        seconds, det_seconds = budget.limits(share)
         r = solve_segment(inst, plan, components, seconds, workers, seed, log=log, cutoff=cutoff,
                           on_solution=on_solution if (progress or events) else None,
                           on_bound=on_bound if events else None, control=control, on_model=model_seen,
-                          energy_unit=unit)
+                          energy_unit=unit, det_seconds=det_seconds)
         det_offset[0] += r.deterministic_time
+        budget.det_used += r.deterministic_time
         if r.status == "PRUNED":
             r.base = best[i][0]
         if results[k] is not None:  # a second attempt: keep the better solution and the better bound
@@ -209,15 +246,15 @@ def _search(inst: Instance, objective: str, components: list[str], time_limit: f
     for k in range(len(plans)):
         if control.interrupted:
             break
-        left = time_limit - (time.perf_counter() - t0)
+        left = budget.left()
         run(k, max(left / (len(plans) - k), 0.05) if left > 0 else 0.01, "segment")
     while not control.interrupted:
         todo = stale_or_unproven()
-        left = time_limit - (time.perf_counter() - t0)
+        left = budget.left()
         if not todo or left <= 0.05:
             break
         for n_done, k in enumerate(todo):
-            left = time_limit - (time.perf_counter() - t0)
+            left = budget.left()
             if left <= 0.05 or control.interrupted:
                 break
             run(k, left * weight[k] / sum(weight[q] for q in todo[n_done:]), "retry")

@@ -12,6 +12,18 @@ from mapsolve.model.spec import Instance
 from .results import SegmentResult, SolverError
 from .segment import Infeasible, SegmentModel
 
+# CP-SAT parameters without which ortools 9.15.6755 proves wrong optima on our models (docs/solver-soundness.md):
+SAFE_PARAMETERS = {
+    # The precedence detector run while loading the presolved model ("GreaterThanAtLeastOneOf") turns a variable
+    # with two values >= ~2^33 and the gated copies of it (g == v if b) into a wrong lower bound: the 8-head QK of
+    # shared/cases/qk_h8_false_optimal.json was "proven" 13.8x too high, a 5-variable model INFEASIBLE
+    # (tests/cases/cpsat_two_value_domain.py). 9.14.6206 gets both right.
+    "auto_detect_greater_than_at_least_one_of": False,
+    # presolve's inclusion detection can certify a wrong OPTIMAL when the Boolean coefficients of one enforced
+    # linear constraint sum past 2^31 (ortools issue 5293; cpsat.md)
+    "presolve_inclusion_work_limit": 0,
+}
+
 ENERGY_LIMIT = 2**61  # the objective's Σ|coef|·ub stays well inside CP-SAT's int64
 
 
@@ -31,12 +43,15 @@ def coarser_unit(ub_fj: int) -> int:
     return unit
 
 
-def _params(solver: cp_model.CpSolver, seconds: float, workers: int, seed: int, log=None) -> None:
+def _params(solver: cp_model.CpSolver, seconds: float, workers: int, seed: int, log=None,
+            det_seconds: Optional[float] = None) -> None:
     solver.parameters.max_time_in_seconds = max(seconds, 0.01)
+    if det_seconds is not None:
+        solver.parameters.max_deterministic_time = max(det_seconds, 0.001)
     solver.parameters.num_workers = workers
     solver.parameters.random_seed = seed
-    # ortools 9.15 can certify a wrong OPTIMAL in presolve's inclusion detection (issue 5293; cpsat.md)
-    solver.parameters.presolve_inclusion_work_limit = 0
+    for name, value in SAFE_PARAMETERS.items():
+        setattr(solver.parameters, name, value)
     # Ctrl-C belongs to the caller (it stops the whole cascade, not one segment): see Control
     solver.parameters.catch_sigint_signal = False
     if log is not None:
@@ -98,8 +113,12 @@ def model_size(model: cp_model.CpModel) -> dict:
 
 def solve_segment(inst: Instance, plan, components: list[str], seconds: float, workers: int, seed: int,
                   on_solution=None, log=None, cutoff: Optional[int] = None, on_bound=None,
-                  control: Optional[Control] = None, on_model=None, energy_unit: int = 1) -> SegmentResult:
-    """Solve one segment's model; with a cut-off, only solutions whose first objective is <= cutoff count."""
+                  control: Optional[Control] = None, on_model=None, energy_unit: int = 1,
+                  det_seconds: Optional[float] = None) -> SegmentResult:
+    """Solve one segment's model; with a cut-off, only solutions whose first objective is <= cutoff count.
+
+    `seconds` bounds the wall-clock time; `det_seconds`, when given, CP-SAT's deterministic time (the same work
+    on a fast or a loaded machine), both summed over the objective's stages."""
     names, fusion, top = plan
     fname = inst.architecture.levels[fusion].name if fusion is not None else None
     t0 = time.perf_counter()
@@ -125,16 +144,18 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
     mapping: tuple = ()
     t1 = time.perf_counter()
     pre: dict = {}
+    det_used = 0.0
     for k, comp in enumerate(components):
         left = seconds - (time.perf_counter() - t1)
         sm.m.minimize(exprs[comp])
         if on_model and k == 0:
             on_model(sm.m, size)
-        _params(solver, left, workers, seed, log)
+        _params(solver, left, workers, seed, log, None if det_seconds is None else det_seconds - det_used)
         if control is not None and control.interrupted:
             break
         cb = _Progress(exprs[comp], on_solution) if on_solution and k == 0 else None
         status = solver.solve(sm.m, cb) if cb else solver.solve(sm.m)
+        det_used += solver.deterministic_time
         if k == 0:
             resp = solver.response_proto
             pre = {"booleans": resp.num_booleans, "integers": resp.num_integers,
@@ -142,17 +163,18 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
 
         if status == cp_model.INFEASIBLE and k == 0 and cutoff is not None:
             return SegmentResult(names, fname, "PRUNED", None, (cutoff + 1,), seconds=time.perf_counter() - t1,
-                                 build_seconds=build, model_size=size, presolve=pre)
+                                 build_seconds=build, model_size=size, presolve=pre,
+                                 deterministic_time=det_used)
         if status == cp_model.INFEASIBLE and k == 0:
             return SegmentResult(names, fname, "INFEASIBLE", None, (0,), seconds=time.perf_counter() - t1,
                                  build_seconds=build, why=_diagnose(inst, names, fname), model_size=size,
-                                 presolve=pre)
+                                 presolve=pre, deterministic_time=det_used)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             if k == 0:
                 return SegmentResult(names, fname, "UNKNOWN", None,
                                      (max(0, math.floor(solver.best_objective_bound)),),
                                      seconds=time.perf_counter() - t1, build_seconds=build, model_size=size,
-                                     presolve=pre)
+                                     presolve=pre, deterministic_time=det_used)
             status_name = "FEASIBLE"  # the second stage did not finish: keep the first stage's solution
             break
         value = solver.value(exprs[comp])
@@ -176,7 +198,7 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
     return SegmentResult(names, fname, status_name, values, (first_bound,), energy, latency, mapping,
                          time.perf_counter() - t1, build, model_size=size,
                          conflicts=solver.num_conflicts, branches=solver.num_branches,
-                         deterministic_time=solver.deterministic_time, presolve=pre)
+                         deterministic_time=det_used, presolve=pre)
 
 
 def _lookup(solution: dict[int, int], v) -> int:
