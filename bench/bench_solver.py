@@ -3,7 +3,8 @@
     python bench/bench_solver.py            # all cases, 120 s limit each
     python bench/bench_solver.py --quick    # llm_4k energy only
 
-Prints, per case: status, optimum, bound, build and search seconds, number of segment models, and the ratio of
+Prints, per case: status, optimum, bound, build and search seconds, wall seconds (including certification),
+CP-SAT's deterministic seconds (load-independent: compare these across runs), number of segment models, and the ratio of
 the optimum to the hand-written baseline mapping's cost. Scaling: prefixes of the GPT-3 block with 1..12
 Einsums. The FFM column is the wall time measured for accelforge's FFM on this kind of machine and recorded in
 ../shared/notes/peers.md (3-Einsum attention cascade: 10.0-10.6 s; 8-Einsum block: 37.8 s); it is quoted, not
@@ -22,11 +23,12 @@ from mapsolve.solver import solve
 ROOT = Path(__file__).resolve().parent.parent
 # peers.md: FFM on one head's QK -> softmax -> AV (softmax as one Einsum) and on an 8-Einsum block
 FFM_SECONDS = {"llm_4k": 10.3, "gpt3_block": 37.8}
+CERTIFY = ["auto"]
 
 
 def run(name: str, inst, objective: str, limit: float, baseline=None) -> dict:
     t0 = time.perf_counter()
-    res = solve(inst, objective=objective, time_limit=limit, workers=1, seed=0)
+    res = solve(inst, objective=objective, time_limit=limit, workers=1, seed=0, certify=CERTIFY[0])
     wall = time.perf_counter() - t0
     comp = objective.split(",")[0]
     ratio = ""
@@ -37,7 +39,8 @@ def run(name: str, inst, objective: str, limit: float, baseline=None) -> dict:
     ffm = f"{FFM_SECONDS[name] / wall:.1f}x" if name in FFM_SECONDS and res.status == "OPTIMAL" else ""
     print(f"{name:<22} {objective:<15} {n:>3} {res.status:<9} {res.objective[0] if res.objective else '-':>20} "
           f"{res.best_bound[0] if res.best_bound else '-':>20} {res.build_seconds:7.2f} {res.solve_seconds:8.2f} "
-          f"{wall:8.2f} {len(res.segments):>5} {ratio:>8} {ffm:>8}", flush=True)
+          f"{wall:8.2f} {sum(s.deterministic_time for s in res.segments):7.2f} {len(res.segments):>5} {ratio:>8} "
+          f"{ffm:>8}", flush=True)
     return {"status": res.status, "wall": wall}
 
 
@@ -53,9 +56,19 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--limit", type=float, default=120.0)
+    ap.add_argument("--certify", default="auto", help="auto (the mapper's default), full or cheap")
+    ap.add_argument("--cpsat-defaults", action="store_true",
+                    help="drop the mapper's CP-SAT parameters (SAFE_PARAMETERS, SPEED_PARAMETERS) to measure what "
+                         "soundness costs: ortools 9.15's defaults prove wrong optima (docs/solver-soundness.md)")
     args = ap.parse_args()
+    CERTIFY[0] = args.certify
+    if args.cpsat_defaults:
+        from mapsolve.solver import segment_solve
+        segment_solve.SAFE_PARAMETERS.clear()
+        segment_solve.SPEED_PARAMETERS.clear()
+        print("CP-SAT defaults (unsound on large instances): for comparison only")
     print(f"{'case':<22} {'objective':<15} {'E':>3} {'status':<9} {'optimum':>20} {'bound':>20} "
-          f"{'build s':>7} {'search s':>8} {'wall s':>8} {'segs':>5} {'/base':>8} {'vs FFM':>8}")
+          f"{'build s':>7} {'search s':>8} {'wall s':>8} {'det s':>7} {'segs':>5} {'/base':>8} {'vs FFM':>8}")
     llm = load_instance(ROOT / "instances/llm_4k.json")
     llm_base = evaluate(llm, load_mapping(ROOT / "instances/llm_4k.mapping.json"))
     run("llm_4k", llm, "energy", args.limit, llm_base)

@@ -87,6 +87,8 @@ def result_json(res, inst) -> dict:
         "energy_unit_fj": res.energy_unit_fj,
         "rounding_error_fj": res.rounding_error_fj,
         "rounding_bound_fj": res.rounding_bound_fj,
+        "energy_bound_fj": res.energy_bound_fj,
+        "certificates": res.certificates,
         "instance": inst.name,
         "diagnosis": res.diagnosis or None,
         "segments": [{"einsums": list(s.names), "fusion_level": s.fusion, "status": s.status,
@@ -110,6 +112,10 @@ def solve_command(
         None, "--deterministic-time", help="CP-SAT deterministic seconds for the whole search (summed over "
         "segments): the same answer on a fast or a loaded machine. The wall-clock limit then applies only if "
         "--time-limit is given too."),
+    certify: str = typer.Option("auto", "--certify", help="Check the proven bound against valid mappings built "
+                                "without the proof: auto (the constructive mapping; batch replication on instances "
+                                "with an Einsum of >= 2^31 operations), full (replication whenever a batch rank "
+                                "exists), cheap (constructive only). A bound above one exits 5."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="CP-SAT workers (1 is deterministic)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="CP-SAT random seed."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON to this file."),
@@ -126,6 +132,8 @@ def solve_command(
         fail("--workers must be at least 1")
     if deterministic_time is not None and not (0 < deterministic_time < 1e9):
         fail("--deterministic-time must be a positive number of seconds")
+    if certify not in ("auto", "full", "cheap"):
+        fail(f"--certify must be auto, full or cheap, not {certify!r}")
     from mapsolve.solver import SolverError, VerificationError, solve as run_solver  # ortools loads slowly
     from mapsolve.solver.search import Control
 
@@ -136,14 +144,15 @@ def solve_command(
     try:
         outputs = SearchOutputs(instance, inst, trace, solver_log, export_model,
                                 {"objective": objective or inst.solver.objective, "time_limit": time_limit,
-                                 "deterministic_time": deterministic_time, "workers": workers, "seed": seed})
+                                 "deterministic_time": deterministic_time, "certify": certify, "workers": workers,
+                                 "seed": seed})
     except OSError as exc:
         fail(f"cannot write output: {exc}")
     restore = _on_ctrl_c(control.interrupt)
     try:
         res = run_solver(inst, objective, time_limit, workers, seed, progress=progress, log=outputs.log,
                          events=outputs.event, control=control, on_model=outputs.model,
-                         deterministic_time=deterministic_time)
+                         deterministic_time=deterministic_time, certify=certify)
     except VerificationError as exc:
         progress.done()
         outputs.close(None)
@@ -178,9 +187,13 @@ def solve_command(
     typer.echo(f"status   {res.status} ({res.objective_name}: {res.objective}, bound {res.best_bound}{gap})")
     if res.energy_unit_fj > 1:
         typer.echo(f"note     exact fJ would overflow CP-SAT's 64-bit integers: energy was optimised in units of "
-                   f"{res.energy_unit_fj} fJ (per-access and per-op energies rounded; objective and bound are in "
-                   f"those units). For this mapping the rounding moved energy by {res.rounding_error_fj} fJ; "
-                   f"bound {res.rounding_bound_fj} fJ. The energy below is exact.")
+                   f"{res.energy_unit_fj} fJ, every per-access and per-op energy rounded down, so the bound times "
+                   f"{res.energy_unit_fj} is a proven lower bound in fJ ({res.energy_bound_fj} fJ) and the status is "
+                   f"OPTIMAL only if the exact energy meets it. This mapping's rounding: {res.rounding_error_fj} fJ. "
+                   f"The energy below is exact.")
+    for c in res.certificates:
+        typer.echo(f"checked  bound <= {c['values'][0]}, the cost of a valid mapping built without the proof "
+                   f"({c['label']})")
     typer.echo(f"time     {res.build_seconds + res.solve_seconds:.2f} s (model building {res.build_seconds:.2f} s, "
                f"search {res.solve_seconds:.2f} s, {len(res.segments)} segment models)")
     print_result(inst, res.mapping, res.evaluation)

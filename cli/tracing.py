@@ -26,7 +26,8 @@ class SearchOutputs:
             self.trace.write({"type": "header", "wall": 0.0, "instance": inst.name,
                               "instance_hash": file_hash(instance_path), "options": options,
                               "versions": versions(), "einsums": len(inst.workload.einsums),
-                              "model_size": model_sizes(inst)})
+                              "model_size": model_sizes(inst, tuple(
+                                  (options.get("objective") or inst.solver.objective).split(",")))})
 
     def event(self, record: dict) -> None:
         if record.get("type") == "segment_start":
@@ -68,6 +69,7 @@ class SearchOutputs:
                     "build_seconds": res.build_seconds, "search_seconds": res.solve_seconds,
                     "segments": {st: sum(1 for s in segs if s.status == st)
                                  for st in sorted({s.status for s in segs})},
+                    "certificates": res.certificates, "energy_unit_fj": res.energy_unit_fj,
                 })
             else:
                 final["status"] = "ERROR"

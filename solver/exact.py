@@ -242,6 +242,8 @@ class Exact:
     def ceil_div(self, num_expr, num_ub: int, den_num: int, den_den: int, name: str = "") -> cp_model.IntVar:
         """c = ceil(num_expr · den_den / den_num) exactly (division by the fraction den_num/den_den)."""
         ub = -(-num_ub * den_den // den_num)
+        if max(ub * den_num, num_ub * den_den) >= MAX_TABLE:
+            raise OverflowError(f"{name or 'a ceiling'}: {num_ub} x {den_den} / {den_num} needs integers beyond 2^62")
         c = self.m.new_int_var(0, ub, name)
         self.m.add(c * den_num >= num_expr * den_den)
         self.m.add(c * den_num <= num_expr * den_den + den_num - 1)

@@ -107,11 +107,20 @@ def energy_in_units(inst: Instance, evaluation: Result, unit: int) -> tuple[int,
 
 
 def _rounding_bound(evaluation: Result, unit: int) -> int:
-    """Most any per-access or per-op rounding to `unit` fJ can move this mapping's energy: unit/2 per event."""
+    """Most the rounding down to `unit` fJ can take off this mapping's energy: under one unit per event."""
     if unit == 1:
         return 0
     events = sum(c.reads + c.writes for c in evaluation.counts.values()) + sum(o for o, _ in evaluation.op_energies)
-    return events * unit // 2
+    return events * (unit - 1)
+
+
+def _stale_for_lex(r: SegmentResult, best: list, index: dict[str, int], components: list[str]) -> bool:
+    """A lexicographic PRUNED segment whose cut-off came from a prefix that has since improved: its bound covers
+    the first component only, so a path through it could tie there and win on the second (not a proof)."""
+    if len(components) < 2 or r.status != "PRUNED" or r.base is None:
+        return False
+    prefix = best[index[r.names[0]]]
+    return prefix is not None and prefix[0] < r.base
 
 
 def combine(inst: Instance, names: list[str], results: list[SegmentResult], components: list[str],
@@ -157,18 +166,28 @@ def combine(inst: Instance, names: list[str], results: list[SegmentResult], comp
         if group is not None:
             groups.append(group)
     mapping = Mapping(einsums=einsum_maps, groups=groups)
-    energy = sum(r.energy_fj for r in chosen)  # in units of `unit` fJ
-    latency = sum(r.latency_cycles for r in chosen)
     try:
         evaluation = evaluate(inst, mapping)
     except MappingError as exc:
         raise VerificationError(f"the solver's mapping is invalid for the evaluator: {exc}") from None
     evaluated, rounding_error = energy_in_units(inst, evaluation, unit)
+    # a component that was not an objective was not modelled: the evaluator's figure is the answer
+    energy = sum(r.energy_fj for r in chosen) if "energy" in components else evaluated  # in `unit` fJ
+    latency = sum(r.latency_cycles for r in chosen) if "latency" in components else evaluation.latency_cycles
     if (evaluated, evaluation.latency_cycles) != (energy, latency):
         raise VerificationError(f"solver says energy {energy} x {unit} fJ, latency {latency} cycles; the evaluator "
                                 f"says {evaluated} x {unit} fJ, {evaluation.latency_cycles} cycles")
-    proven = all(r.status in ("OPTIMAL", "INFEASIBLE", "PRUNED") for r in results)
-    status = "OPTIMAL" if proven and lower[n] is not None and lower[n][0] == best[n][0] else "FEASIBLE"
+    proven = all(r.status in ("OPTIMAL", "INFEASIBLE", "PRUNED") and not _stale_for_lex(r, best, index, components)
+                 for r in results)
+    # every segment's bound is a proven bound (CP-SAT's, or the cut-off's): when their shortest path meets the best
+    # mapping, that is a proof for one objective; a lexicographic one needs every segment proven on both
+    met = lower[n] is not None and lower[n][0] == best[n][0]
+    status = "OPTIMAL" if met and (proven or len(components) == 1) else "FEASIBLE"
+    if unit > 1 and "energy" in components and status == "OPTIMAL":
+        # proven in rounded-down units only: the true fJ optimum lies between unit x bound and this mapping
+        k = components.index("energy")
+        if k > 0 or evaluation.energy_fj != best[n][0] * unit:
+            status = "FEASIBLE"
     bound = list(best[n]) if status == "OPTIMAL" else [lower[n][0]]
     return SolveResult(status, list(best[n]), bound, evaluation.energy_fj, latency, mapping, evaluation, objective,
                        build, search, results, energy_unit_fj=unit, rounding_error_fj=rounding_error,

@@ -52,8 +52,16 @@ class SolveResult:
     segments: list[SegmentResult]
     diagnosis: str = ""
     energy_unit_fj: int = 1          # >1 when exact fJ would overflow: energies in the objective are rounded
-    rounding_error_fj: int = 0       # true energy minus the rounded objective x unit, for the returned mapping
-    rounding_bound_fj: int = 0       # at most this for any mapping priced like this one (unit/2 per access/op)
+    rounding_error_fj: int = 0       # true energy minus the rounded-down objective x unit (>= 0), this mapping
+    rounding_bound_fj: int = 0       # at most this for any mapping priced like this one (< unit per access/op)
+    certificates: list = field(default_factory=list)  # valid mappings the bound was checked against (certify.py)
+
+    @property
+    def energy_bound_fj(self) -> Optional[int]:
+        """A proven lower bound of the optimal energy in fJ, when energy is the first objective component."""
+        if not self.best_bound or not self.objective_name.startswith("energy"):
+            return None
+        return self.best_bound[0] * self.energy_unit_fj
 
     @property
     def gap(self) -> Optional[float]:

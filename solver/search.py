@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from mapsolve.model.spec import Instance
 
+from .certify import CERTIFY_MODES, batch_rank, certificates, certified, is_large
 from .paths import _best_paths, _floor, _lower_bound, _merge, _path, combine
 from .results import SegmentResult, SolveResult, SolverError, VerificationError
 from .segment import Infeasible
@@ -52,7 +53,7 @@ def segment_plans(inst: Instance) -> list[tuple[tuple[str, ...], Optional[int], 
     return plans
 
 
-def model_sizes(inst: Instance) -> dict:
+def model_sizes(inst: Instance, components: tuple[str, ...] = ("energy", "latency")) -> dict:
     """Total size of every segment model the search may solve (before cut-offs), for trace headers: the
     search builds each model only when it reaches it, so this builds them all once, up front."""
     t0 = time.perf_counter()
@@ -61,7 +62,7 @@ def model_sizes(inst: Instance) -> dict:
         unit = 1
         while True:
             try:
-                sm, _ = build_segment(inst, plan, unit)
+                sm, _ = build_segment(inst, plan, unit, components)
                 break
             except UnitTooFine as exc:
                 unit = max(exc.unit, unit * 10)
@@ -83,12 +84,17 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
           progress: Optional[Callable[..., None]] = None, log=None,
           events: Optional[Callable[[dict], None]] = None, control: Optional[Control] = None,
           on_model: Optional[Callable[[str, object, dict], None]] = None,
-          deterministic_time: Optional[float] = None) -> SolveResult:
+          deterministic_time: Optional[float] = None, certify: str = "auto") -> SolveResult:
     """Find a mapping minimising `objective`, prove it optimal when time allows, decode and verify it.
 
     `deterministic_time` (CP-SAT's deterministic seconds, summed over every segment solve) makes the budget and
     its split across segments independent of the machine's load: the same answer on a fast or a busy machine.
     With it, the wall-clock `time_limit` applies only when given explicitly.
+
+    `certify` (solver/certify.py): the proven bound is checked against valid mappings built without CP-SAT's
+    proof — the constructive mapping always, batch replication ("auto": on instances with an Einsum of at least
+    2^31 operations, where 9.15's presolve went wrong; "full": whenever a batch rank exists; "cheap": never). A
+    bound above one is CertificationError (exit 5). Replication gets a fifth of the budget.
 
     Lone Einsums are solved first, so a complete (unfused) mapping exists early. Then the fused segments in order
     of their last Einsum, shortest first: when segment i..j is solved, the best cost of the Einsums before i is
@@ -107,20 +113,55 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     workers = workers or opts.workers
     seed = opts.seed if seed is None else seed
     components = _components(objective)
+    if certify not in CERTIFY_MODES:
+        raise SolverError(f"unknown certify mode {certify!r}; use one of {', '.join(CERTIFY_MODES)}")
     control = control or Control()
     started = time.perf_counter()
+    replicate = batch_rank(inst) is not None and (certify == "full" or (certify == "auto" and is_large(inst)))
+    share = 0.8 if replicate else 1.0
     unit = 1
     while True:
         try:
-            budget = Budget(time_limit - (time.perf_counter() - started), deterministic_time)
-            return _search(inst, objective, components, budget, workers, seed, progress, log, events, control,
-                           on_model, unit)
+            budget = Budget(share * (time_limit - (time.perf_counter() - started)),
+                            None if deterministic_time is None else share * deterministic_time)
+            res = _search(inst, objective, components, budget, workers, seed, progress, log, events, control,
+                          on_model, unit)
+            break
         except UnitTooFine as exc:  # exact fJ would overflow: restart in a coarser unit, said in the result
             unit = max(exc.unit, unit * 10)
             if progress:
                 progress(f"energy in fJ could overflow CP-SAT's integers: restarting in units of {unit} fJ")
             if events:
                 events({"type": "energy_unit", "energy_unit_fj": unit})
+    if control.interrupted:
+        return res
+
+    def solve_copy(copy: Instance):
+        """The one-copy instance of batch replication, in the rest of the budget, itself certified cheaply."""
+        if progress:
+            progress("certifying: solving one copy of the batch rank for replication")
+        try:
+            r = solve(copy, objective, max(time_limit - (time.perf_counter() - started), 0.05), workers, seed,
+                      control=control, certify="cheap",
+                      deterministic_time=None if deterministic_time is None else (1 - share) * deterministic_time)
+        except VerificationError:
+            raise
+        except SolverError:
+            return None
+        return r.mapping
+    certs = certificates(inst, components, res.energy_unit_fj, certify, solve_copy)
+    if events:
+        for c in certs:
+            events({"type": "certificate", "label": c.label, "objective": c.values[0], "best_bound":
+                    res.best_bound[0] if res.best_bound else None, "energy_fj": c.energy_fj,
+                    "latency_cycles": c.latency_cycles})
+    return certified(inst, res, certs)
+
+
+def _total(values) -> Optional[int]:
+    """Sum over a path's segments; None when the component was not modelled (not an objective)."""
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values)
 
 
 class Budget:
@@ -180,7 +221,8 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
             total_state["incumbent"] = inc
             path = _path(done, index, len(names), len(components))
             emit({"type": "incumbent", "scope": "total", "objective": inc[0], "best_bound": lower,
-                  "energy_fj": sum(r.energy_fj for r in path), "latency_cycles": sum(r.latency_cycles for r in path)})
+                  "energy_fj": _total(r.energy_fj for r in path),
+                  "latency_cycles": _total(r.latency_cycles for r in path)})
         if lower is not None and lower != total_state.get("bound"):
             total_state["bound"] = lower
             emit({"type": "bound", "scope": "total", "objective": inc[0] if inc else None, "best_bound": lower})
@@ -188,7 +230,9 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
     def run(k: int, share: float, attempt: str) -> None:
         plan = plans[k]
         i, j = index[plan[0][0]], index[plan[0][-1]] + 1
-        best = _best_paths([r for r in results if r is not None], index, len(components))
+        # the segment's own earlier attempt is left out: a cut-off below its own incumbent would prune the segment
+        # and drop the solution that was just proven best
+        best = _best_paths([r for q, r in enumerate(results) if r is not None and q != k], index, len(components))
         cutoff = None
         if i in best and j in best:
             gap = best[j][0] - best[i][0]

@@ -30,11 +30,14 @@ from .exact import Exact, ExpVar, Expo
 
 
 def to_unit(fj: int, unit: int) -> int:
-    """fJ rounded to the nearest multiple of `unit` (halves away from zero), in units."""
+    """A per-access or per-op energy of `fj` femtojoules in units of `unit` fJ, rounded toward zero.
+
+    Rounding down (sign kept) makes every mapping's priced energy times `unit` at most its true energy: a level's
+    terms share one coefficient and sum to a non-negative count, so the optimum in these units, times `unit`, is
+    a valid lower bound of the true optimum in fJ (docs/solver-soundness.md). Rounding to nearest was not."""
     if unit == 1:
         return fj
-    q, r = divmod(abs(fj), unit)
-    q += 2 * r >= unit
+    q = abs(fj) // unit
     return q if fj >= 0 else -q
 
 
@@ -437,7 +440,7 @@ class SegmentModel:
                 steps = steps + s.expo()
         steps_v = self.x.monomial(1, steps)
         c.cycles = self.x.ceil_div(steps_v, self.x.ub(steps_v), cost.per_cycle.numerator,
-                                   cost.per_cycle.denominator)
+                                   cost.per_cycle.denominator, f"cycles of {c.einsum.name} on {c.unit.name}")
         # a redundant cut that makes the relaxation see compute time: every unit busy at every step at best
         fewest = fewest_cycles(self.inst, c.einsum, c.unit)
         self.m.add(c.cycles >= fewest)
@@ -508,7 +511,8 @@ class SegmentModel:
             total = sum(s * v for s, v in words)
             if fewest.get(level):
                 self.m.add(total >= fewest[level])  # redundant: lets the relaxation see transfer time
-            parts.append(self.x.ceil_div(total, ub, bw.numerator, bw.denominator, f"time.{level}"))
+            parts.append(self.x.ceil_div(total, ub, bw.numerator, bw.denominator,
+                                         f"transfer time of {self.arch.levels[level].name}"))
         lat = self.m.new_int_var(0, max(self.x.ub(p) for p in parts), "latency")
         self.m.add_max_equality(lat, parts)
         self._latency = lat

@@ -1,0 +1,245 @@
+"""Valid mappings built without CP-SAT: a trivial nest per Einsum, improved by local search on the model.
+
+Why: a claimed optimum must be checked against mappings constructed independently of the solver (a wrong
+presolve once "proved" a bound 13.8x above valid mappings; docs/solver-soundness.md). The construction uses
+only the spec and the evaluator (`mapsolve.model`), so every mapping it returns is valid by the one definition
+of validity, and its cost is the model's.
+
+Start: every Einsum alone (unfused), on each capable unit, all loops at the backing level (DRAM), each tensor
+kept at DRAM and wherever `must_keep` demands (tiles of one word). Then first-improvement local search over
+moves that keep the nest valid or are rejected by the evaluator: move one prime factor of a rank between levels
+(temporal to temporal, or onto a free mesh axis), toggle a tensor's residency at a level, swap two adjacent
+temporal loops. The number of evaluations is capped, so the result is deterministic and its cost bounded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from mapsolve.model import MappingError, evaluate
+from mapsolve.model.spec import (EinsumMapping, Instance, LevelMapping, Loop, Mapping, SpatialLoop, Workload)
+
+from .segment import factorize
+
+
+@dataclass
+class _Nest:
+    """A mutable loop nest of one Einsum: per path position, temporal loops (outermost first), spatial loops
+    and kept tensors."""
+
+    unit: str
+    levels: list[str]
+    temporal: list[list[list]]               # pos -> [[rank, factor], ...]
+    spatial: list[list[list]]                # pos -> [[rank, factor, axis], ...]
+    keep: list[set[str]] = field(default_factory=list)
+
+    def copy(self) -> "_Nest":
+        return _Nest(self.unit, list(self.levels), [[list(lp) for lp in t] for t in self.temporal],
+                     [[list(sp) for sp in s] for s in self.spatial], [set(k) for k in self.keep])
+
+    def to_spec(self, einsum: str) -> EinsumMapping:
+        levels = []
+        for pos, name in enumerate(self.levels):
+            levels.append(LevelMapping(
+                level=name, keep=sorted(self.keep[pos]),
+                temporal=[Loop(rank=r, factor=f) for r, f in self.temporal[pos] if f > 1],
+                spatial=[SpatialLoop(rank=r, factor=f, axis=a) for r, f, a in self.spatial[pos] if f > 1]))
+        return EinsumMapping(einsum=einsum, compute_unit=self.unit, levels=levels)
+
+
+def single_einsum_instance(inst: Instance, name: str) -> Instance:
+    """The instance restricted to one Einsum (its ranks, its tensors in may_keep/must_keep): an unfused
+    Einsum's cost does not depend on the others (groups run in sequence, docs/model.md §5-6)."""
+    e = next(x for x in inst.workload.einsums if x.name == name)
+    tensors = set(e.tensors)
+    levels = [lv.model_copy(update={
+        "may_keep": None if lv.may_keep is None else [t for t in lv.may_keep if t in tensors],
+        "must_keep": [t for t in lv.must_keep if t in tensors]}) for lv in inst.architecture.levels]
+    wl = Workload(ranks=dict(inst.workload.ranks), word_bits=inst.workload.word_bits, einsums=[e])
+    return inst.model_copy(update={"workload": wl,
+                                   "architecture": inst.architecture.model_copy(update={"levels": levels})})
+
+
+def _trivial(inst: Instance, e, unit) -> _Nest:
+    """All loops at DRAM; tensors kept at DRAM and where must_keep says (one-word tiles)."""
+    arch = inst.architecture
+    path = arch.path(unit.name)
+    tensors = set(e.tensors)
+    keep = [set(tensors) if pos == 0 else {t for t in arch.levels[li].must_keep if t in tensors}
+            for pos, li in enumerate(path)]
+    temporal = [[] for _ in path]
+    temporal[0] = [[r, inst.workload.ranks[r]] for r in e.space]
+    return _Nest(unit.name, [arch.levels[li].name for li in path], temporal, [[] for _ in path], keep)
+
+
+def _largest_divisor(n: int, cap: int) -> int:
+    return max(d for d in range(1, min(n, cap) + 1) if n % d == 0) if cap >= 1 else 1
+
+
+def _start(inst: Instance, e, unit) -> _Nest:
+    """A better start than `_trivial`: every mesh axis filled with the largest fitting factors (output ranks
+    first where the mesh cannot reduce), every tensor kept wherever the level may hold it."""
+    arch = inst.architecture
+    nest = _trivial(inst, e, unit)
+    names = [lv.name for lv in arch.levels]
+    for pos, name in enumerate(nest.levels[1:], start=1):
+        lv = arch.levels[names.index(name)]
+        if lv.capacity(inst.workload.word_bits) != 0:
+            nest.keep[pos] |= {t for t in e.tensors if lv.may_keep is None or t in lv.may_keep}
+    out = set(e.output.ranks)
+    for pos, mesh in enumerate(_meshes(inst, nest)):
+        ranks = sorted(e.space, key=lambda r: (mesh.reduction or r in out) and -inst.workload.ranks[r])
+        ranks = sorted(ranks, key=lambda r: not (mesh.reduction or r in out))
+        for axis in ("x", "y"):
+            room = getattr(mesh, axis)
+            for r in ranks:
+                left = _factor_of(nest.temporal[0], r)
+                d = _largest_divisor(left, room)
+                if d > 1:
+                    _scale(nest.temporal[0], r, d, True)
+                    _scale(nest.spatial[pos], r, d, False, axis)
+                    room //= d
+    return nest
+
+
+def _meshes(inst: Instance, nest: _Nest) -> list:
+    """The mesh each position's spatial loops feed: the next path level's, or the unit's below the last."""
+    arch = inst.architecture
+    names = [lv.name for lv in arch.levels]
+    out = []
+    for pos in range(len(nest.levels)):
+        if pos + 1 < len(nest.levels):
+            out.append(arch.levels[names.index(nest.levels[pos + 1])].mesh)
+        else:
+            out.append(arch.unit(nest.unit).mesh)
+    return out
+
+
+def _factor_of(loops: list[list], rank: str) -> int:
+    return next((lp[1] for lp in loops if lp[0] == rank), 1)
+
+
+def _scale(loops: list[list], rank: str, mult: int, divide: bool, axis: Optional[str] = None) -> bool:
+    """Multiply (or divide) the factor of `rank`'s loop in `loops` (on `axis` for spatial); False if impossible."""
+    for lp in loops:
+        if lp[0] == rank and (axis is None or lp[2] == axis):
+            if divide:
+                if lp[1] % mult:
+                    return False
+                lp[1] //= mult
+            else:
+                lp[1] *= mult
+            return True
+    if divide:
+        return False
+    loops.append([rank, mult] if axis is None else [rank, mult, axis])
+    return True
+
+
+def _neighbours(inst: Instance, e, nest: _Nest):
+    """Every single-step change of the nest (some may be invalid: the evaluator decides)."""
+    arch = inst.architecture
+    meshes = _meshes(inst, nest)
+    npos = len(nest.levels)
+    primes = {r: sorted(factorize(inst.workload.ranks[r])) for r in e.space}
+    for r in e.space:
+        for p in primes[r]:
+            for src in range(npos):
+                if _factor_of(nest.temporal[src], r) % p:
+                    continue
+                for dst in range(npos):
+                    if dst != src:
+                        n = nest.copy()
+                        _scale(n.temporal[src], r, p, True)
+                        _scale(n.temporal[dst], r, p, False)
+                        yield n
+                    for axis in ("x", "y"):
+                        size = getattr(meshes[dst], axis)
+                        used = 1
+                        for sp in nest.spatial[dst]:
+                            if sp[2] == axis:
+                                used *= sp[1]
+                        if used * p > size:
+                            continue
+                        n = nest.copy()
+                        _scale(n.temporal[src], r, p, True)
+                        _scale(n.spatial[dst], r, p, False, axis)
+                        yield n
+            for pos in range(npos):
+                for sp in nest.spatial[pos]:
+                    if sp[0] == r and sp[1] % p == 0:
+                        n = nest.copy()
+                        _scale(n.spatial[pos], r, p, True, sp[2])
+                        _scale(n.temporal[pos], r, p, False)
+                        yield n
+    names = [lv.name for lv in arch.levels]
+    for pos in range(1, npos):
+        lv = arch.levels[names.index(nest.levels[pos])]
+        for t in sorted(e.tensors):
+            if t in lv.must_keep or (lv.may_keep is not None and t not in lv.may_keep):
+                continue
+            n = nest.copy()
+            n.keep[pos] ^= {t}
+            yield n
+    for pos in range(npos):
+        loops = [lp for lp in nest.temporal[pos] if lp[1] > 1]
+        for i in range(len(loops) - 1):
+            n = nest.copy()
+            live = [lp for lp in n.temporal[pos] if lp[1] > 1]
+            live[i], live[i + 1] = live[i + 1], live[i]
+            n.temporal[pos] = live
+            yield n
+
+
+def _cost(inst: Instance, name: str, nest: _Nest, component: str) -> Optional[tuple[int, int]]:
+    try:
+        res = evaluate(inst, Mapping(einsums=[nest.to_spec(name)]))
+    except MappingError:
+        return None
+    return (res.energy_fj, res.latency_cycles) if component == "energy" else (res.latency_cycles, res.energy_fj)
+
+
+def construct_einsum(inst: Instance, name: str, component: str = "energy",
+                     max_evaluations: int = 400) -> Optional[EinsumMapping]:
+    """A valid mapping of Einsum `name` alone, good for `component`, or None when none was found."""
+    sub = single_einsum_instance(inst, name)
+    e = sub.workload.einsums[0]
+    best: Optional[tuple[tuple[int, int], _Nest]] = None
+    units = [u for u in sub.architecture.compute_units if e.op in u.ops]
+    per_unit = max(max_evaluations // max(len(units), 1), 1)
+    for unit in units:
+        nest = _start(sub, e, unit)
+        cost = _cost(sub, name, nest, component)
+        if cost is None:
+            nest = _trivial(sub, e, unit)
+            cost = _cost(sub, name, nest, component)
+        if cost is None:
+            continue
+        evaluations = 1
+        improved = True
+        while improved and evaluations < per_unit:
+            improved = False
+            for cand in _neighbours(sub, e, nest):
+                c = _cost(sub, name, cand, component)
+                evaluations += 1
+                if c is not None and c < cost:
+                    nest, cost, improved = cand, c, True
+                    break
+                if evaluations >= per_unit:
+                    break
+        if best is None or cost < best[0]:
+            best = (cost, nest)
+    return best[1].to_spec(name) if best else None
+
+
+def constructive_mapping(inst: Instance, component: str = "energy",
+                         max_evaluations: int = 400) -> Optional[Mapping]:
+    """Every Einsum alone, each on its best unit with a locally improved tiling; None if some Einsum has no
+    valid trivial mapping (e.g. must_keep tensors that cannot fit even as one word each)."""
+    maps = []
+    for e in inst.workload.einsums:
+        em = construct_einsum(inst, e.name, component, max_evaluations)
+        if em is None:
+            return None
+        maps.append(em)
+    return Mapping(einsums=maps)
