@@ -200,7 +200,7 @@ def _cost(inst: Instance, name: str, nest: _Nest, component: str) -> Optional[tu
 
 
 def construct_einsum(inst: Instance, name: str, component: str = "energy",
-                     max_evaluations: int = 400) -> Optional[EinsumMapping]:
+                     max_evaluations: int = 200) -> Optional[EinsumMapping]:
     """A valid mapping of Einsum `name` alone, good for `component`, or None when none was found."""
     sub = single_einsum_instance(inst, name)
     e = sub.workload.einsums[0]
@@ -233,7 +233,7 @@ def construct_einsum(inst: Instance, name: str, component: str = "energy",
 
 
 def constructive_mapping(inst: Instance, component: str = "energy",
-                         max_evaluations: int = 400) -> Optional[Mapping]:
+                         max_evaluations: int = 200) -> Optional[Mapping]:
     """Every Einsum alone, each on its best unit with a locally improved tiling; None if some Einsum has no
     valid trivial mapping (e.g. must_keep tensors that cannot fit even as one word each)."""
     maps = []

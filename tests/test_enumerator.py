@@ -67,7 +67,7 @@ def test_solver_equals_enumeration(inst: Instance):
     objective = inst.solver.objective
     pruned = _run_enum(inst, True)
     brute = _run_enum(inst, False)
-    res = solve(inst, objective, 30, 1, 0)
+    res = solve(inst, objective, workers=1, seed=0, deterministic_time=30)
     if pruned is None:
         assert brute is None and res.status == "INFEASIBLE", (res.status, brute and brute.objective)
         return
@@ -117,7 +117,8 @@ SMALL = ["doc_example", "tiny_matmul", "tiny_chain", "tiny_attention"]   # every
 @pytest.mark.parametrize("objective", ["energy", "latency"])
 def test_verify_shipped(name: str, objective: str):
     proc = subprocess.run([sys.executable, "-m", "mapsolve.cli.main", "verify", str(ROOT / "instances" /
-                           f"{name}.json"), "-o", objective, "-q"], capture_output=True, text=True, timeout=600)
+                           f"{name}.json"), "-o", objective, "-q", "--deterministic-time", "300"],
+                          capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verified" in proc.stdout
 

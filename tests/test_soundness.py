@@ -176,3 +176,25 @@ def test_coarse_unit_bound_is_a_lower_bound_in_fj():
     assert 0 <= res.rounding_error_fj <= res.rounding_bound_fj
     for comp in ("energy", "latency"):
         assert res.energy_bound_fj <= evaluate(inst, constructive_mapping(inst, comp)).energy_fj
+
+
+def test_retry_keeps_a_solution_it_proves(monkeypatch):
+    """A segment that ran out of budget holding its optimum is retried; its cut-off must not come from a path
+    through its own solution (that made the retry prune it and drop the optimum: FEASIBLE 22841664 instead of
+    OPTIMAL 22361408 on tiny_matmul)."""
+    import dataclasses
+
+    import mapsolve.solver.search as search
+    real = search.solve_segment
+    calls: dict = {}
+
+    def first_attempt_unproven(inst, plan, components, seconds, workers, seed, **kw):
+        r = real(inst, plan, components, seconds, workers, seed, **kw)
+        calls[plan[0]] = calls.get(plan[0], 0) + 1
+        if calls[plan[0]] == 1 and r.status == "OPTIMAL":
+            r = dataclasses.replace(r, status="FEASIBLE", bound=(0,))   # as if the limit hit after the optimum
+        return r
+    monkeypatch.setattr(search, "solve_segment", first_attempt_unproven)
+    inst = load_instance(Path(__file__).parent.parent / "instances" / "tiny_matmul.json")
+    res = search.solve(inst, "energy", workers=1, seed=0, deterministic_time=20, certify="cheap")
+    assert res.status == "OPTIMAL" and res.objective == [22361408]
