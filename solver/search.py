@@ -7,6 +7,7 @@ result is OPTIMAL exactly when every segment on which the answer depends was pro
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable, Optional
 
@@ -265,6 +266,10 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
                           energy_unit=unit, det_seconds=det_seconds)
         det_offset[0] += r.deterministic_time
         budget.det_used += r.deterministic_time
+        if r.status in ("FEASIBLE", "UNKNOWN"):  # an unproven segment is still worth at least its floor
+            floor = _floor(inst, plan[0], components[0], unit)
+            if floor > r.bound[0]:
+                r = dataclasses.replace(r, bound=(floor, *r.bound[1:]))
         if r.status == "PRUNED":
             r.base = best[i][0]
         if results[k] is not None:  # a second attempt: keep the better solution and the better bound
@@ -272,7 +277,9 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
         results[k] = r
         emit({"type": "segment_end", "segment": seg, "status": r.status,
               "objective": r.values[0] if r.values else None, "best_bound": r.bound[0],
-              "energy_fj": r.energy_fj, "latency_cycles": r.latency_cycles, "conflicts": r.conflicts,
+              # in a coarser energy unit the segment's energy is priced in that unit, not in fJ
+              "energy_fj": r.energy_fj if unit == 1 else None, "latency_cycles": r.latency_cycles,
+              **({"energy_units": r.energy_fj, "energy_unit_fj": unit} if unit > 1 else {}), "conflicts": r.conflicts,
               "branches": r.branches, "deterministic_time": det_offset[0], "presolve": r.presolve})
         report_total()
 
