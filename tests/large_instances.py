@@ -477,7 +477,6 @@ def random_state(inst: Instance, rng: random.Random, fuse: float = 0.5) -> _Stat
     wl, arch = inst.workload, inst.architecture
     s = _State(inst)
     names = [e.name for e in wl.einsums]
-    by = {e.name: e for e in wl.einsums}
     for e in wl.einsums:
         s.units[e.name] = rng.choice([u.name for u in arch.compute_units if e.op in u.ops])
     chunks, cur = [], [names[0]]

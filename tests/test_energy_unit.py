@@ -4,6 +4,7 @@ from __future__ import annotations
 from mapsolve.model import evaluate
 from mapsolve.model.spec import Instance
 from mapsolve.solver import solve
+from mapsolve.solver.construct import constructive_mapping
 
 
 def huge_matmul() -> Instance:
@@ -37,3 +38,17 @@ def test_exact_unit_when_it_fits():
     res = solve(small, "energy", deterministic_time=30)
     assert res.status == "OPTIMAL" and res.energy_unit_fj == 1 and res.rounding_error_fj == 0
     assert evaluate(small, res.mapping).energy_fj == res.objective[0]
+
+
+def test_coarse_unit_bound_is_a_lower_bound_in_fj():
+    """In a coarser unit the per-access energies are rounded down, so unit x bound never exceeds a valid
+    mapping's exact energy, and OPTIMAL is claimed only when the exact energy meets it."""
+    inst = huge_matmul()
+    res = solve(inst, "energy", workers=1, seed=0, deterministic_time=20)
+    assert res.energy_unit_fj > 1
+    assert res.energy_bound_fj == res.best_bound[0] * res.energy_unit_fj
+    assert res.energy_bound_fj <= res.energy_fj
+    assert (res.status == "OPTIMAL") == (res.energy_bound_fj == res.energy_fj)
+    assert 0 <= res.rounding_error_fj <= res.rounding_bound_fj
+    for comp in ("energy", "latency"):
+        assert res.energy_bound_fj <= evaluate(inst, constructive_mapping(inst, comp)).energy_fj
