@@ -65,7 +65,12 @@ class SolveResult:
 
     @property
     def gap(self) -> Optional[float]:
+        """Relative gap of the first objective component; for energy in a coarser unit, in exact fJ (the exact
+        energy against the rounded-down bound), since both numbers in units can meet while the fJ optimum is
+        still open."""
         if not self.objective or not self.best_bound:
             return None
         o, b = self.objective[0], self.best_bound[0]
+        if self.energy_unit_fj > 1 and self.energy_bound_fj is not None and self.energy_fj is not None:
+            o, b = self.energy_fj, self.energy_bound_fj
         return 0.0 if o == b else (o - b) / max(abs(o), 1)
