@@ -55,6 +55,7 @@ class SolveResult:
     rounding_error_fj: int = 0       # true energy minus the rounded-down objective x unit (>= 0), this mapping
     rounding_bound_fj: int = 0       # at most this for any mapping priced like this one (< unit per access/op)
     certificates: list = field(default_factory=list)  # valid mappings the bound was checked against (certify.py)
+    certify_seconds: float = 0.0     # building the certificates (the constructive mapping, the one-copy solve)
 
     @property
     def energy_bound_fj(self) -> Optional[int]:

@@ -150,7 +150,9 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
         except SolverError:
             return None
         return r.mapping
+    t_cert = time.perf_counter()
     certs = certificates(inst, components, res.energy_unit_fj, certify, solve_copy)
+    res.certify_seconds = time.perf_counter() - t_cert
     if events:
         for c in certs:
             events({"type": "certificate", "label": c.label, "objective": c.values[0], "best_bound":
