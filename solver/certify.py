@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from math import prod
 from typing import Callable, Optional
 
-from mapsolve.model import MappingError, evaluate
+from mapsolve.model import MappingError, Result, evaluate
 from mapsolve.model.spec import EinsumMapping, FusedGroup, Instance, Loop, Mapping, SharedLoop
 
 from .construct import constructive_mapping
@@ -39,8 +39,15 @@ class Certificate:
     label: str
     mapping: Mapping
     values: tuple[int, ...]      # objective components in objective order, in the result's energy unit
-    energy_fj: int
-    latency_cycles: int
+    evaluation: Result           # the model's exact figures for the mapping
+
+    @property
+    def energy_fj(self) -> int:
+        return self.evaluation.energy_fj
+
+    @property
+    def latency_cycles(self) -> int:
+        return self.evaluation.latency_cycles
 
     def to_json(self) -> dict:
         return {"label": self.label, "values": list(self.values), "energy_fj": self.energy_fj,
@@ -56,6 +63,14 @@ def batch_rank(inst: Instance) -> Optional[str]:
             common &= set(ranks)
     common = {r for r in common if wl.ranks[r] > 1}
     return max(sorted(common), key=lambda r: wl.ranks[r]) if common else None
+
+
+def replication_rank(inst: Instance, mode: str) -> Optional[str]:
+    """The rank batch replication runs over in this certify mode, or None when it does not run."""
+    rank = batch_rank(inst)
+    if rank is None or mode == "cheap" or (mode == "auto" and not is_large(inst)):
+        return None
+    return rank
 
 
 def is_large(inst: Instance) -> bool:
@@ -83,12 +98,10 @@ def replicate(mapping: Mapping, rank: str, k: int) -> Mapping:
         top = top.model_copy(update={"temporal": [Loop(rank=rank, factor=k), *top.temporal]})
         einsums.append(EinsumMapping(einsum=em.einsum, compute_unit=em.compute_unit,
                                      levels=[top, *em.levels[1:]]))
+    backing = {em.einsum: em.levels[0].level for em in mapping.einsums}
     groups = []
     for g in mapping.groups:
-        dram = None
-        for em in mapping.einsums:
-            if em.einsum == g.einsums[0]:
-                dram = em.levels[0].level
+        dram = backing[g.einsums[0]]
         shared = [SharedLoop(level=dram, rank=rank, factor=k), *g.shared_loops]
         groups.append(FusedGroup(einsums=g.einsums, fusion_level=g.fusion_level, shared_loops=shared))
     return Mapping(einsums=einsums, groups=groups)
@@ -110,9 +123,9 @@ def certificates(inst: Instance, components: list[str], unit: int, mode: str,
     built = constructive_mapping(inst, components[0])
     if built is not None:
         values, ev = _values(inst, built, components, unit)
-        out.append(Certificate("constructive", built, values, ev.energy_fj, ev.latency_cycles))
-    rank = batch_rank(inst)
-    if rank is not None and (mode == "full" or (mode == "auto" and is_large(inst))):
+        out.append(Certificate("constructive", built, values, ev))
+    rank = replication_rank(inst, mode)
+    if rank is not None:
         k = inst.workload.ranks[rank]
         copy_mapping = solve_copy(with_rank_bound(inst, rank, 1))
         if copy_mapping is not None:
@@ -121,8 +134,7 @@ def certificates(inst: Instance, components: list[str], unit: int, mode: str,
                 values, ev = _values(inst, mapping, components, unit)
             except MappingError as exc:  # our construction is wrong, not the user's input
                 raise VerificationError(f"replicating a one-{rank} mapping {k} times is invalid: {exc}") from None
-            out.append(Certificate(f"replication over {rank} ({k} copies of {rank}=1)", mapping, values,
-                                   ev.energy_fj, ev.latency_cycles))
+            out.append(Certificate(f"replication over {rank} ({k} copies of {rank}=1)", mapping, values, ev))
     return out
 
 
@@ -153,7 +165,7 @@ def certified(inst: Instance, res, certs: list[Certificate]):
         return res
     # the certificate is better than what the search kept: it becomes the answer (never OPTIMAL by itself
     # unless the proven bound meets it)
-    ev = evaluate(inst, best.mapping)
+    ev = best.evaluation
     unit = res.energy_unit_fj
     res.objective = list(best.values)
     res.mapping, res.evaluation = best.mapping, ev

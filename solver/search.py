@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from mapsolve.model.spec import Instance
 
-from .certify import CERTIFY_MODES, batch_rank, certificates, certified, is_large
+from .certify import CERTIFY_MODES, certificates, certified, replication_rank
 from .paths import _best_paths, _floor, _lower_bound, _merge, _path, combine
 from .results import SegmentResult, SolveResult, SolverError, VerificationError
 from .segment import Infeasible
@@ -118,8 +118,7 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
         raise SolverError(f"unknown certify mode {certify!r}; use one of {', '.join(CERTIFY_MODES)}")
     control = control or Control()
     started = time.perf_counter()
-    replicate = batch_rank(inst) is not None and (certify == "full" or (certify == "auto" and is_large(inst)))
-    share = 0.8 if replicate else 1.0
+    share = 0.8 if replication_rank(inst, certify) is not None else 1.0
     unit = 1
     while True:
         try:

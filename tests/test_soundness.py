@@ -110,7 +110,7 @@ def test_certification_catches_the_false_bound():
     cert = next(c for c in res.certificates if c["label"].startswith("replication"))
     res.best_bound = [QK8_FALSE]
     res.status = "OPTIMAL"
-    fake = Certificate(cert["label"], res.mapping, tuple(cert["values"]), cert["energy_fj"], cert["latency_cycles"])
+    fake = Certificate(cert["label"], res.mapping, tuple(cert["values"]), res.evaluation)
     with pytest.raises(CertificationError, match=str(QK8_FALSE)):
         certified(inst, res, [fake])
 
@@ -122,7 +122,7 @@ def test_infeasible_claim_with_a_valid_certificate_is_an_error():
     ev = evaluate(inst, built)
     res.status, res.objective, res.best_bound = "INFEASIBLE", None, None
     with pytest.raises(CertificationError, match="infeasible"):
-        certified(inst, res, [Certificate("constructive", built, (ev.energy_fj,), ev.energy_fj, ev.latency_cycles)])
+        certified(inst, res, [Certificate("constructive", built, (ev.energy_fj,), ev)])
 
 
 def test_replication_is_exact_on_energy():
