@@ -49,22 +49,25 @@ def _counts_of(n: Nest, filled_once: set[tuple[str, int]]) -> dict[tuple[int, st
     kept = n.keep[o]
     if fpos is not None:  # the group's copy at F and above is produced here: consumers in the group never fill it
         filled_once.update((o, n.path[pos]) for pos in kept if pos <= fpos)
+    acc = n.accumulates(o)
     arriving = ops // n.reduction(kept[-1], None, o)
+    carrying = 0          # arrivals that already hold the old partial sum (drains of read-back residencies)
     at(kept[-1], o).reductions += ops - arriving
     for i in range(len(kept) - 1, -1, -1):
         pos = kept[i]
         c = at(pos, o)
-        first_visits = n.inst(pos) * n.tile(pos, o) * n.reload_relevant(pos, o)
+        base = n.inst(pos) * n.tile(pos, o)
+        first_visits = base * n.reload_relevant(pos, o)
+        drains = base * n.reload(pos, o) if i else 0
+        empty = drains if acc.get(pos) else first_visits   # element-residencies that start with no value
         c.updates += arriving
         c.writes += arriving
-        c.update_reads += arriving - first_visits
-        c.reads += arriving - first_visits
+        c.update_reads += arriving - carrying - empty
+        c.reads += arriving - carrying - empty
         if i == 0:
             break
         parent = kept[i - 1]
-        base = n.inst(pos) * n.tile(pos, o)
-        drains = base * n.reload(pos, o)
-        readbacks = base * (n.reload(pos, o) - n.reload_relevant(pos, o))
+        readbacks = 0 if acc[pos] else drains - first_visits
         c.drains += drains
         c.reads += drains
         c.fills += readbacks
@@ -73,6 +76,7 @@ def _counts_of(n: Nest, filled_once: set[tuple[str, int]]) -> dict[tuple[int, st
         p = at(parent, o)
         p.reads += readbacks
         arriving = drains // n.reduction(parent, pos, o)
+        carrying = readbacks
         p.reductions += drains - arriving
     return out
 

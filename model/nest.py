@@ -101,6 +101,24 @@ class Nest:
         return prod(lp.factor for lp in self.loops[self.start[upper]:end]
                     if lp.spatial and lp.rank not in ranks and getattr(lp.mesh, capability))
 
+    def spread(self, upper: int, lower: int, tensor: str) -> bool:
+        """Whether a spatial loop of factor > 1 at levels upper..lower-1 runs over a rank the tensor lacks: then
+        several instances of `lower` hold the same elements under one instance of `upper`."""
+        ranks = self.tensors[tensor]
+        return any(lp.spatial and lp.rank not in ranks and lp.factor > 1
+                   for lp in self.loops[self.start[upper]:self.start[lower]])
+
+    def accumulates(self, tensor: str) -> dict[int, bool]:
+        """Per kept position of output `tensor` below its backing level: True when that level's residencies
+        start from zero and its parent accumulates the drains (docs/model.md §4), False when it reads its
+        partial sums back. Read-back is only sound when one instance contributes to each parent element
+        (no spread) and the parent itself holds every partial sum (it is the backing level or reads back)."""
+        kept = self.keep[tensor]
+        out: dict[int, bool] = {}
+        for parent, pos in zip(kept, kept[1:]):
+            out[pos] = self.spread(parent, pos, tensor) or out.get(parent, False)
+        return out
+
     def multicast(self, upper: int, lower: int | None, tensor: str) -> int:
         return self._spatial_between(upper, lower, tensor, "multicast")
 

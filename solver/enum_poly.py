@@ -224,6 +224,10 @@ class _MemoNest(Nest):
     def multicast(self, upper, lower, tensor):
         return self._m(Nest.multicast, upper, lower, tensor)
 
+    def accumulates(self, tensor):
+        # symbolic spatial factors cannot say whether they are > 1: the template fixes the pattern per option
+        return self.acc_override
+
     def reduction(self, upper, lower, tensor):
         return self._m(Nest.reduction, upper, lower, tensor)
 

@@ -33,6 +33,8 @@ class Template:
     per_rank: list
     options: dict        # tensor -> list of kept-position tuples
     bucket: Bucket
+    acc: list = None     # per option of the output: (accumulate map, columns that must be 1, columns one of
+                         # which must be > 1) -- the output's read-back/accumulate modes (docs/model.md §4)
 
 
 def _orders_for(us: UnitSpace, e, support, prune: bool):
@@ -120,6 +122,7 @@ class Compiled:
         for i in range(n_max):
             keep = {t: list(o[min(i, len(o) - 1)]) for t, o in tpl.options.items()}
             nest = symbolic_nest(e, us.unit.name, us.path, group, loops, keep, bounds, memo)
+            nest.acc_override = tpl.acc[min(i, len(tpl.acc) - 1)][0]
             q = tensor_quantities(inst, nest, set(filled0), own_cap)
             for t, o in tpl.options.items():
                 if i < len(o):
@@ -131,6 +134,7 @@ class Compiled:
         # tensors of that tensor's option's polynomial; then the steps
         tensors = list(tpl.options)
         self.combos = list(itertools.product(*[range(len(tpl.options[t])) for t in tensors]))
+        self.out_index = tensors.index(e.output.tensor)
         quantities = ([lambda t, k, pos=pos: cap[t][k].get(pos) for pos in self.caps]
                       + [lambda t, k: energy[t][k]]
                       + [lambda t, k, lv=lv: words[t][k].get(lv) for lv in layout.levels])
@@ -180,14 +184,17 @@ class Layout:
         return int(self.energy) + len(self.units) + len(self.levels)
 
 
-def vectors(comp: Compiled, tpl: Template, vals: np.ndarray, ok: np.ndarray, layout: Layout, obj: bool):
+def vectors(comp: Compiled, tpl: Template, X: np.ndarray, vals: np.ndarray, ok: np.ndarray, layout: Layout,
+            obj: bool):
     """Per valid (row, keep combo), combo-major: the candidate vector. Returns (vectors, rows, combo indices).
 
-    `vals` is `comp.pm` on the rows: per quantity a rows x combos block, then the steps."""
+    `vals` is `comp.pm` on the rows X: per quantity a rows x combos block, then the steps. A combo is valid on a
+    row when the capacities hold and the row's spatial factors give its output option's accumulate pattern."""
     n, nc = len(vals), len(comp.combos)
     dt = object if obj else np.int64
     blocks = vals[:, :-1].reshape(n, -1, nc)
-    valid = np.repeat(ok[:, None], nc, axis=1)
+    out_opt = np.array([c[comp.out_index] for c in comp.combos], dtype=np.int64)
+    valid = ok[:, None] & accumulate_mask(tpl, X)[:, out_opt]
     for i, cap in enumerate(comp.caps.values()):
         valid &= blocks[:, i, :] <= cap
     k = len(comp.caps)
@@ -216,8 +223,46 @@ def member_templates(inst, info, bucket, e, prune):
             variables, per_rank = tiling_columns(us, sup)
             if any(len(p) == 0 for p in per_rank):
                 continue
+            out_opts, acc = _accumulate_variants(e, variables, opts[e.output.tensor])
+            topts = {**opts, e.output.tensor: out_opts}
             for orders in _orders_for(us, e, sup, prune):
-                yield Template(e, us, sup, orders, variables, per_rank, opts, bucket)
+                yield Template(e, us, sup, orders, variables, per_rank, topts, bucket, acc)
+
+
+def _accumulate_variants(e, variables, options):
+    """The output's keep options, each repeated once per accumulate pattern its tilings can have.
+
+    Whether a kept level reads its partial sums back or has its parent accumulate depends on which spatial
+    factors are > 1 (`Nest.accumulates`), which a template leaves open (spatial slots range over 1..mesh). Down
+    the kept chain, the first pair (parent, child) with an irrelevant spatial factor > 1 between them makes that
+    child and every level below it accumulate; so the patterns are "none" and "from pair j", each with a row
+    condition on the tiling's spatial columns."""
+    ranks = e.output.ranks
+    out, acc = [], []
+    for kept in options:
+        pairs = list(zip(kept, kept[1:]))
+        cols = [[i for i, v in enumerate(variables) if v[0] == "s" and p <= v[1] < k and v[2] not in ranks]
+                for p, k in pairs]
+        out.append(kept)
+        acc.append(({k: False for _, k in pairs}, [c for cs in cols for c in cs], []))
+        for j, cs in enumerate(cols):
+            if cs:
+                out.append(kept)
+                acc.append(({k: i >= j for i, (_, k) in enumerate(pairs)}, [c for c2 in cols[:j] for c in c2], cs))
+    return out, acc
+
+
+def accumulate_mask(tpl: Template, X: np.ndarray) -> np.ndarray:
+    """rows x output options: whether the row's spatial factors give that option's accumulate pattern."""
+    cols = []
+    for _, ones, some in tpl.acc:
+        ok = np.ones(len(X), dtype=bool)
+        if ones:
+            ok &= (X[:, ones] == 1).all(axis=1)
+        if some:
+            ok &= (X[:, some] > 1).any(axis=1)
+        cols.append(ok)
+    return np.stack(cols, axis=1) if cols else np.ones((len(X), 0), dtype=bool)
 
 
 def template_work(tpl: Template) -> int:

@@ -193,7 +193,7 @@ def _member(inst, info, bucket, mi, layout, comps, prune, stats, tick, obj, sing
             kept = list(tiling_chunks(tpl, obj, CHUNK)) if prod(map(len, tpl.per_rank)) <= CHUNK else None
         for lo, X, ok in (kept if kept is not None else tiling_chunks(tpl, obj, CHUNK)):
             vals = comp.pm.values(X)
-            V, r, c = vectors(comp, tpl, vals, ok, layout, obj)
+            V, r, c = vectors(comp, tpl, X, vals, ok, layout, obj)
             tick(len(X) * prod(len(o) for o in tpl.options.values()))
             if len(V):
                 stats.evaluated += len(V)

@@ -384,6 +384,27 @@ class SegmentModel:
         return [keep[(t, pos)]] + [1 - keep[(t, q)] if isinstance(keep[(t, q)], int) else ~keep[(t, q)]
                                    for q in positions if q > pos]
 
+    def _accumulates(self, c: Cand, o: str, ranks: list[str], positions: list[int]) -> dict[int, object]:
+        """Per position: the literal "the output's residencies here start from zero and the parent accumulates
+        the drains" (docs/model.md §4, `Nest.accumulates`): a spatial loop > 1 over a rank the output lacks between
+        the parent and here, or a parent that accumulates itself. 0 at the backing level and where not kept."""
+        acc: dict[int, object] = {}
+        for child in positions:
+            terms = []
+            for parent, ch_, lits in self._pairs(c.keep, o, positions):
+                if ch_ != child:
+                    continue
+                spread = self.x.any_of([self._spatial_nonunit(s) for s in c.slots if s.spatial and
+                                        parent <= s.pos < child and s.rank not in ranks and s.exps])
+                terms.append(self.x.all_of([*lits, self.x.any_of([spread, acc.get(parent, 0)])]))
+            acc[child] = self.x.any_of(terms)
+        return acc
+
+    def _spatial_nonunit(self, slot: Slot):
+        if slot.nonunit is None:
+            self._nonunit(slot)
+        return slot.nonunit
+
     def _cand_terms(self, c: Cand) -> None:
         slots, path, ch = c.slots, c.path, c.choose
         positions = list(range(len(path)))
@@ -409,26 +430,34 @@ class SegmentModel:
         o, ranks = c.einsum.output.tensor, c.einsum.output.ranks
         size = self.tensor_size_expo(ranks)
         irr_all = self.tensor_size_expo([r for r in space if r not in ranks])
+        acc = self._accumulates(c, o, ranks, positions)
+        drains = {pos: size + self._spatial(slots, 0, pos, ranks, None) + self._irr_temporal(c, slots, pos, ranks)
+                  for pos in positions[1:]}
         for pos in positions:
             lits = self._innermost(c.keep, o, positions, pos)
             rd = self._spatial(slots, pos, None, ranks, "reduction")
             for kind in ("r", "w"):
                 self._flow(path[pos], kind, 1, size + irr_all - rd, lits + [ch], inst[pos])
+            # element-residencies that start with no value (their first update is a plain write): the first
+            # visits, or every residency where the parent accumulates
             first_visits = size + self._spatial(slots, 0, pos, ranks, None)
-            self._flow(path[pos], "r", -1, first_visits, [c.keep[(o, pos)], ch], inst[pos])
+            self._flow(path[pos], "r", -1, first_visits, [c.keep[(o, pos)], _neg(acc[pos]), ch], inst[pos])
+            if pos in drains:
+                self._flow(path[pos], "r", -1, drains[pos], [c.keep[(o, pos)], acc[pos], ch], inst[pos])
         for parent, child, lits in self._pairs(c.keep, o, positions):
-            irr_s = self._spatial(slots, 0, child, ranks, None)
-            irr_t = self._irr_temporal(c, slots, child, ranks)
-            drains = size + irr_s + irr_t
-            visits = size + irr_s
+            visits = size + self._spatial(slots, 0, child, ranks, None)
             g = lits + [ch]
-            self._flow(path[child], "r", 1, drains, g, inst[child])        # drains read out of the child
-            self._flow(path[child], "w", 1, drains, g, inst[child])        # read-backs written (= D - V)
-            self._flow(path[child], "w", -1, visits, g, inst[child])
-            self._flow(path[parent], "r", 1, drains, g, inst[parent])      # read-backs served by the parent
-            self._flow(path[parent], "r", -1, visits, g, inst[parent])
-            arriving = drains - self._spatial(slots, parent, child, ranks, "reduction")
-            self._flow(path[parent], "r", 1, arriving, g, inst[parent])    # updates: read-modify-write
+            readback = g + [_neg(acc[child])]
+            accumulate = g + [acc[child]]
+            self._flow(path[child], "r", 1, drains[child], g, inst[child])          # drains read out of the child
+            self._flow(path[child], "w", 1, drains[child], readback, inst[child])   # read-backs written (= D - V)
+            self._flow(path[child], "w", -1, visits, readback, inst[child])
+            # read-back: the parent serves D - V read-backs, and of the D drains arriving the D - V that carry
+            # their sums are plain writes, so its update reads are V - (its own empty residencies): D reads here
+            self._flow(path[parent], "r", 1, drains[child], readback, inst[parent])
+            # accumulate: every arriving drain is a read-modify-write but the parent's empty residencies
+            arriving = drains[child] - self._spatial(slots, parent, child, ranks, "reduction")
+            self._flow(path[parent], "r", 1, arriving, accumulate, inst[parent])
             self._flow(path[parent], "w", 1, arriving, g, inst[parent])
         # compute
         cost = c.unit.ops[c.einsum.op]
@@ -522,6 +551,11 @@ class SegmentModel:
         """Turn a solution (`value(var)` callable) into mapping spec objects (solver/decode.py)."""
         from .decode import decode
         return decode(self, value)
+
+
+def _neg(lit):
+    """The negation of a literal or of a 0/1 constant."""
+    return 1 - lit if isinstance(lit, int) else ~lit
 
 
 class Infeasible(Exception):

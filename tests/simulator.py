@@ -88,6 +88,7 @@ class Nest:
     space: list[str]
     ops: int
     fusion_pos: int | None                 # path position of the group's fusion level
+    accumulate: dict = None                # output -> kept position -> the parent accumulates its drains
 
     def tensor_ranks(self, t: str) -> list[str]:
         if t == self.output:
@@ -180,9 +181,18 @@ def _build_nest(inst: Instance, mapping: Mapping, ename: str, group) -> Nest:
         if not kept[t]:
             raise SimulatorError(f"{ename}: tensor {t} kept nowhere")
     ops = math.prod(wl.ranks[r] for r in space)
+    # docs §4: a residency reads its partial sums back only if exactly one of its instances feeds each parent
+    # element (no spatial loop > 1 between parent and it over a rank the output lacks) and the parent holds
+    # every partial sum itself; otherwise it starts from zero and the parent accumulates.
+    accumulate = {e.output.tensor: {}}
+    chain = kept[e.output.tensor]
+    for p, k in zip(chain, chain[1:]):
+        spread = any(lp.kind == "S" and p <= lp.pos < k and lp.rank not in e.output.ranks and lp.factor > 1
+                     for lp in loops)
+        accumulate[e.output.tensor][k] = spread or accumulate[e.output.tensor].get(p, False)
     return Nest(ename, e.op, em.compute_unit, path, loops, temporal, spatial, shared_count,
                 e.output.tensor, list(e.output.ranks), [(i.tensor, list(i.ranks)) for i in e.inputs], kept,
-                meshes, space, ops, fpos)
+                meshes, space, ops, fpos, accumulate)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -199,6 +209,12 @@ class Entry:
     dirty: bool                     # holds output data that must be drained when evicted
     parent: tuple | None = None     # (level index, instance) the tile drains to
     nonred: tuple = ()              # positions on non-reduction meshes between parent and this instance
+    back: frozenset = frozenset()   # output elements whose partial sums were read back into this residency
+    valued: set = None              # output elements that hold a value here (read back, or updated already)
+
+    def __post_init__(self):
+        if self.valued is None:
+            self.valued = set(self.back)
 
 
 @dataclass
@@ -234,7 +250,6 @@ class Simulator:
         self.resident: dict[tuple[int, tuple, str], Entry] = {}
         self.live: dict[tuple[int, tuple], int] = defaultdict(int)
         self.peak: dict[int, int] = defaultdict(int)
-        self.updated: dict[tuple[int, tuple, str], set] = defaultdict(set)   # elements updated at an instance
         self.drained: dict[tuple[int, tuple, str], set] = defaultdict(set)   # elements drained from an instance
         self.contrib: dict[str, dict[tuple, int]] = defaultdict(lambda: defaultdict(int))
         self.expected: dict[str, int] = {}
@@ -255,15 +270,16 @@ class Simulator:
         if what in ("reads", "writes"):
             self.traffic[(level, inst)] += n
 
-    def _arrive_update(self, level: int, inst: tuple, t: str, elt: tuple) -> None:
+    def _arrive_update(self, level: int, inst: tuple, t: str, elt: tuple, carries_old: bool = False) -> None:
+        """An update arrives: a read-modify-write if the element already holds a value in this residency, a
+        plain write if it holds none or if the update already carries the old partial sum (a read-back drain)."""
         self._bump(level, inst, t, "updates")
         self._bump(level, inst, t, "writes")
-        seen = self.updated[(level, inst, t)]
-        if elt in seen:
+        ent = self.resident[(level, inst, t)]
+        if elt in ent.valued and not carries_old:
             self._bump(level, inst, t, "update_reads")
             self._bump(level, inst, t, "reads")
-        else:
-            seen.add(elt)
+        ent.valued.add(elt)
 
     # ---------------- geometry ----------------
     @staticmethod
@@ -335,7 +351,7 @@ class Simulator:
                     self._bump(plevel, pinst, ent.tensor, "reductions")
                 else:
                     self.seen.add(key)
-                    self._arrive_update(plevel, pinst, ent.tensor, elt)
+                    self._arrive_update(plevel, pinst, ent.tensor, elt, carries_old=elt in ent.back)
         del self.resident[(ent.level, ent.inst, ent.tensor)]
         self.live[(ent.level, ent.inst)] -= len(ent.tile)
 
@@ -387,7 +403,10 @@ class Simulator:
                 ent.parent = (plevel, pinst)
                 if is_out:
                     ent.nonred = self._key_between(n, positions, p, k, "reduction")
-                    back = tile & self.drained[(level, inst, t)]
+                    # read back what this instance drained before, unless the parent accumulates (the
+                    # residency then starts from zero)
+                    back = frozenset() if n.accumulate[t][k] else tile & self.drained[(level, inst, t)]
+                    ent.back, ent.valued = back, set(back)
                     self._bump(level, inst, t, "fills", len(back))
                     self._bump(level, inst, t, "readbacks", len(back))
                     self._bump(level, inst, t, "writes", len(back))

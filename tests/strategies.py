@@ -20,7 +20,7 @@ import math
 from decimal import Decimal
 from fractions import Fraction
 
-from hypothesis import strategies as st
+from hypothesis import assume, strategies as st
 
 from mapsolve.model.spec import (Architecture, ComputeUnit, Einsum, EinsumMapping, FusedGroup, Instance, Level,
                                  LevelMapping, Loop, Mapping, Mesh, OpCost, SharedLoop, SpatialLoop, TensorRef,
@@ -472,3 +472,60 @@ def cases(draw, allow_invalid: bool = True):
     """(instance, mapping) pairs for the property test."""
     inst = draw(instances())
     return inst, draw(mappings(inst, allow_invalid=allow_invalid))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Revisited outputs, on purpose
+# --------------------------------------------------------------------------------------------------------------
+@st.composite
+def readback_cases(draw):
+    """A matmul whose output tile is revisited below DRAM: a temporal loop over the reduced rank k is outermost at
+    DRAM and a loop over the output rank m sits inside it, above a level that keeps Z. Spatial loops are random, so
+    both the read-back mode and the accumulate mode of docs/model.md §4 come up (several instances feeding one
+    parent element), with random meshes, capacities, bandwidths and keeps."""
+    bounds = {"m": draw(st.sampled_from([2, 3, 4, 6])), "n": draw(st.sampled_from([1, 2, 3, 4])),
+              "k": draw(st.sampled_from([2, 3, 4, 6]))}
+    wl = Workload(ranks=bounds, word_bits=draw(st.sampled_from([8, 16])), einsums=[Einsum(
+        name="MM", op="mac", output=TensorRef(tensor="Z", ranks=["m", "n"]),
+        inputs=[TensorRef(tensor="A", ranks=["m", "k"]), TensorRef(tensor="B", ranks=["k", "n"])])])
+    arch = draw(architectures(wl))
+    inst = Instance(name="readback", workload=wl, architecture=arch)
+    unit = arch.compute_units[0]
+    path = arch.path(unit.name)
+    e = wl.einsums[0]
+    z_levels = [p for p in range(1, len(path)) if arch.levels[path[p]].may_keep is None
+                or "Z" in arch.levels[path[p]].may_keep]
+    assume(z_levels)                 # rare: every on-chip level's may_keep excludes Z
+    child = draw(st.sampled_from(z_levels))
+    q = draw(st.integers(0, child - 1))            # where the m loop goes: inside k, above the kept child
+    pk, pm = _primes(bounds["k"])[0], _primes(bounds["m"])[0]
+    remaining = dict(bounds)
+    remaining["k"] //= pk
+    remaining["m"] //= pm
+    per_pos = draw(_factorize(inst, e, path, unit, 0, remaining))
+
+    def merged(loops, rank, factor, front):
+        rest = [lp for lp in loops if lp.rank != rank]
+        f = factor * math.prod(lp.factor for lp in loops if lp.rank == rank)
+        return [Loop(rank=rank, factor=f), *rest] if front else [*rest, Loop(rank=rank, factor=f)]
+
+    per_pos = [(list(tl), list(sl)) for tl, sl in per_pos]
+    per_pos[0] = (merged(per_pos[0][0], "k", pk, True), per_pos[0][1])
+    if q == 0:
+        tl = per_pos[0][0]
+        per_pos[0] = ([tl[0], *merged(tl[1:], "m", pm, draw(st.booleans()))], per_pos[0][1])
+    else:
+        per_pos[q] = (merged(per_pos[q][0], "m", pm, draw(st.booleans())), per_pos[q][1])
+    levels = []
+    for pos, li in enumerate(path):
+        lv = arch.levels[li]
+        keep = []
+        for t in ("Z", "A", "B"):
+            if pos == 0 or t in lv.must_keep or (t == "Z" and pos == child):
+                keep.append(t)
+            elif lv.may_keep is not None and t not in lv.may_keep:
+                continue
+            elif draw(st.integers(0, 3)) > (1 if t == "Z" else 2):
+                keep.append(t)
+        levels.append(LevelMapping(level=lv.name, keep=keep, temporal=per_pos[pos][0], spatial=per_pos[pos][1]))
+    return inst, Mapping(einsums=[EinsumMapping(einsum="MM", compute_unit=unit.name, levels=levels)])

@@ -120,3 +120,32 @@ def test_doc_shows_the_example_files() -> None:
     instance.pop("description")
     assert json.loads(blocks[0]) == instance
     assert json.loads(blocks[1]) == json.loads(MAPPING.read_text())
+
+
+# §7.5: the same instance with the DRAM loops swapped, so Z's partial sums make a round trip through DRAM
+READBACK_MAPPING = ROOT / "instances" / "doc_example_readback.mapping.json"
+READBACK_ENERGY_FJ = 816000
+READBACK_LATENCY_CYCLES = 128
+READBACK_COLUMNS = ["reads", "writes", "update_reads", "drains", "readbacks", "energy_fj"]
+READBACK_COUNTS = {
+    ("DRAM", "A"): [8, 0, 0, 0, 0, 80000],
+    ("DRAM", "B"): [8, 0, 0, 0, 0, 80000],
+    ("DRAM", "Z"): [16, 32, 0, 0, 0, 480000],
+    ("GLB", "A"): [32, 8, 0, 0, 0, 40000],
+    ("GLB", "B"): [16, 8, 0, 0, 0, 24000],
+    ("GLB", "Z"): [48, 48, 16, 32, 16, 96000],
+}
+
+
+def test_readback_example_matches_evaluator_and_doc() -> None:
+    res = evaluate(load_instance(INSTANCE), load_mapping(READBACK_MAPPING))
+    assert (res.energy_fj, res.latency_cycles) == (READBACK_ENERGY_FJ, READBACK_LATENCY_CYCLES)
+    got = {key: [*(asdict(c)[k] for k in READBACK_COLUMNS[:-1]), res.level_energy_fj[key]]
+           for key, c in res.counts.items()}
+    assert got == READBACK_COUNTS
+    sec = _section_7()[_section_7().index("### 7.5"):]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in sec.splitlines() if line.startswith("| ")]
+    assert rows[0] == ["level", "tensor", "reads", "writes", "update reads", "drains", "read-backs", "energy (fJ)"]
+    table = {(r[0], r[1]): [int(c) for c in r[2:]] for r in rows[1:]}
+    assert table == READBACK_COUNTS
+    assert f"**{READBACK_ENERGY_FJ} fJ**" in sec and f"**{READBACK_LATENCY_CYCLES} cycles**" in sec

@@ -98,7 +98,8 @@ def test_matrix_costs_equal_analyze(inst: Instance, seed: int):
             tpl = tpls[int(k)]
             comp = et.Compiled(inst, info, tpl, 0, False, layout)
             lo, X, ok = next(tiling_rows(tpl.us, tpl.variables, tpl.per_rank, 10**6))
-            V, r, c = et.vectors(comp, tpl, comp.pm.values(et.shared_columns(X, bucket, False)), ok, layout, False)
+            Xs = et.shared_columns(X, bucket, False)
+            V, r, c = et.vectors(comp, tpl, Xs, comp.pm.values(Xs), ok, layout, False)
             for _ in range(min(3, len(V))):
                 i = int(rng.integers(len(V)))
                 maps, _ = en._decode(inst, info, bucket, [[tpl]], [(0, int(r[i]), int(c[i]))])
