@@ -81,6 +81,11 @@ def _counts_of(n: Nest, filled_once: set[tuple[str, int]]) -> dict[tuple[int, st
     return out
 
 
+def port_words(port: str, reads, writes):
+    """Words a port carries: reads through a port named with "r", writes through one named with "w"."""
+    return (reads if "r" in port else 0) + (writes if "w" in port else 0)
+
+
 def _capacity(inst: Instance, nests: list[Nest]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     """Words per instance each level needs: the worst group (docs/model.md §5)."""
     levels = inst.architecture.levels
@@ -127,7 +132,7 @@ def analyze(inst: Instance, mapping: Mapping) -> Result:
     for names in order:
         members = [n for n in nests if n.group.einsums == names]
         unit_cycles: dict[str, int] = {}
-        level_time: dict[str, Fraction] = {}
+        level_time: dict[tuple[str, str], Fraction] = {}
         for n in members:
             unit = arch.unit(n.unit)
             cost = unit.ops[n.einsum.op]
@@ -145,11 +150,13 @@ def analyze(inst: Instance, mapping: Mapping) -> Result:
             for (pos, t), c in _counts_of(n, filled.setdefault(names, set())).items():
                 level = arch.levels[n.path[pos]]
                 counts.setdefault((level.name, t), TensorCounts()).add(c)
-                if level.bandwidth is not None:
-                    words = c.reads + c.writes
-                    level_time[level.name] = level_time.get(level.name, Fraction(0)) + \
-                        Fraction(words) / (n.inst(pos) * level.bandwidth)
-        level_cycles = {name: ceil(tm) for name, tm in level_time.items()}
+                for port, bw in level.ports:
+                    words = port_words(port, c.reads, c.writes)
+                    key = (level.name, port)
+                    level_time[key] = level_time.get(key, Fraction(0)) + Fraction(words) / (n.inst(pos) * bw)
+        level_cycles: dict[str, int] = {}
+        for (name, _), tm in level_time.items():   # rounded once per (group, level, port); the slowest port
+            level_cycles[name] = max(level_cycles.get(name, 0), ceil(tm))
         candidates = {**{f"unit {u}": c for u, c in unit_cycles.items()},
                       **{f"level {lv}": c for lv, c in level_cycles.items()}}
         bound_by = max(candidates, key=lambda k: candidates[k])

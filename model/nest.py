@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from math import prod
 
 from .result import MappingError
+from .views import incompatibility
 from .spec import Einsum, Instance, Mapping, Mesh
 
 
@@ -221,7 +222,12 @@ def _build_one(inst: Instance, em, e: Einsum, group: Group, shared) -> Nest:
             if sl.level not in above_f:
                 raise MappingError(f"{where}: shared loop at level {sl.level!r}, which is not above the "
                                    f"fusion level on its path ({above_f})")
-        levels_ranks = [(sl.level, sl.rank) for sl in shared]
+        for sl in shared:
+            for m in sl.renames:
+                if m not in group.einsums:
+                    raise MappingError(f"{where}: shared loop over {sl.rank} renames it for {m!r}, which is not "
+                                       f"a member of the group")
+        levels_ranks = [(sl.level, sl.rank_of(e.name)) for sl in shared]
         if len(set(levels_ranks)) != len(levels_ranks):
             raise MappingError(f"{where}: two shared loops over the same rank at one level")
     loops: list[NestLoop] = []
@@ -236,10 +242,11 @@ def _build_one(inst: Instance, em, e: Einsum, group: Group, shared) -> Nest:
                                    f"the group's shared loops")
             for sl in shared:
                 if sl.level == lm.level:
-                    if sl.rank not in space:
-                        raise MappingError(f"{lwhere}: shared loop over {sl.rank}, which is not a rank of "
-                                           f"{e.name}")
-                    loops.append(NestLoop(sl.rank, sl.factor, pos, False, shared=True))
+                    r = sl.rank_of(e.name)
+                    if r not in space:
+                        raise MappingError(f"{lwhere}: shared loop over {r}, which is not a rank of "
+                                           f"{e.name} (a member naming the dimension otherwise needs renames)")
+                    loops.append(NestLoop(r, sl.factor, pos, False, shared=True))
         else:
             seen_t = set()
             for lp in lm.temporal:
@@ -316,19 +323,28 @@ def _check_groups(inst: Instance, nests: list[Nest]) -> None:
                                    f"{arch.levels[lv].name} has a mesh of {arch.levels[lv].mesh.size}")
         shared = [lp for lp in members[0].loops if lp.shared]
         for n in members:
-            mine = [(lp.rank, lp.factor, lp.pos) for lp in n.loops if lp.shared]
-            if mine != [(lp.rank, lp.factor, lp.pos) for lp in shared]:
+            mine = [(lp.factor, lp.pos) for lp in n.loops if lp.shared]
+            if mine != [(lp.factor, lp.pos) for lp in shared]:
                 raise MappingError(f"{where}: shared loops must be over ranks of every member "
                                    f"({n.einsum.name} lacks one)")
+        per_member = [[lp.rank for lp in n.loops if lp.shared] for n in members]
+        for i, lp in enumerate(shared):
+            if lp.factor == 1:
+                continue
+            dim = {n.einsum.name: ranks[i] for n, ranks in zip(members, per_member)}
+            why = incompatibility([n.einsum for n in members], dim)
+            if why is not None:
+                raise MappingError(f"{where}: shared loop over {'/'.join(dict.fromkeys(dim.values()))} tiles a "
+                                   f"tensor differently in two members: {why}")
         consumed = g.intermediates
-        for n in members:
+        for n, ranks in zip(members, per_member):
             if n.einsum.output.tensor not in consumed:
                 continue
             reduced = set(n.space) - set(n.einsum.output.ranks)
-            for lp in shared:
-                if lp.factor > 1 and lp.rank in reduced:
-                    raise MappingError(f"{where}: shared loop over {lp.rank} crosses a reduction: "
-                                       f"{n.einsum.name} reduces {lp.rank} and its output "
+            for lp, r in zip(shared, ranks):
+                if lp.factor > 1 and r in reduced:
+                    raise MappingError(f"{where}: shared loop over {r} crosses a reduction: "
+                                       f"{n.einsum.name} reduces {r} and its output "
                                        f"{n.einsum.output.tensor} is consumed inside the group")
         fpos_levels = set(list(tops)[0]) | {g.fusion_level}
         kept: dict[str, tuple] = {}

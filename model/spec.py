@@ -36,8 +36,10 @@ class TensorRef(Strict):
     """A tensor as one Einsum sees it."""
 
     tensor: str = Field(min_length=1, description="Tensor name; the same name in two Einsums is the same data.")
-    ranks: list[str] = Field(description="Ranks indexing the tensor (each a workload rank, no repeats). "
-                             "An empty list is a scalar.")
+    ranks: list[str] = Field(description="Ranks indexing the tensor's dimensions, in order (each a workload "
+                             "rank, no repeats). An empty list is a scalar. Dimensions are positional: another "
+                             "Einsum may name them with other ranks of equal bounds (a view), e.g. K[H,E,P] "
+                             "written over P and read by QK as K[H,E,M].")
 
     @field_validator("ranks")
     @classmethod
@@ -104,9 +106,13 @@ class Workload(Strict):
                         raise ValueError(f"einsum {e.name}: tensor {ref.tensor} uses rank {r!r}, "
                                          f"which is not in workload.ranks")
                 seen = tensor_ranks.setdefault(ref.tensor, ref.ranks)
-                if set(seen) != set(ref.ranks):
-                    raise ValueError(f"einsum {e.name}: tensor {ref.tensor} has ranks {ref.ranks} here "
-                                     f"but {seen} elsewhere")
+                if seen is not ref.ranks:   # a view: dimensions are positional, names may differ, bounds not
+                    here = [self.ranks[r] for r in ref.ranks]
+                    there = [self.ranks[r] for r in seen]
+                    if here != there:
+                        raise ValueError(f"einsum {e.name}: tensor {ref.tensor} is read as {ref.ranks} (bounds "
+                                         f"{here}) but is {seen} (bounds {there}) elsewhere; a tensor's "
+                                         f"dimensions are positional and must have equal bounds")
             in_names = [i.tensor for i in e.inputs]
             if len(set(in_names)) != len(in_names) or e.output.tensor in in_names:
                 raise ValueError(f"einsum {e.name}: a tensor appears twice")
@@ -162,7 +168,14 @@ class Level(Strict):
     write_pj: Decimal = Field(ge=0, le=MAX_ENERGY_PJ, decimal_places=3,
                               description="Energy of writing one word, pJ (at most 3 decimals).")
     bandwidth: Optional[Fraction] = Field(None, gt=0, description="Words per cycle per instance, reads and "
-                                          "writes together (a fraction such as \"1/2\"); omit for unlimited.")
+                                          "writes together through one port (a fraction such as \"1/2\"); "
+                                          "omit for unlimited.")
+    read_bandwidth: Optional[Fraction] = Field(None, gt=0, description="Words read per cycle per instance "
+                                               "through a read port of its own; with write_bandwidth the level "
+                                               "has two ports and its transfer time is the slower port's. "
+                                               "Omitted (with bandwidth omitted too): reads are unlimited.")
+    write_bandwidth: Optional[Fraction] = Field(None, gt=0, description="Words written per cycle per "
+                                                "instance through a write port of its own (see read_bandwidth).")
     mesh: Mesh = Field(default_factory=Mesh, description="Instances of this level per instance of the level "
                        "above it on an Einsum's path (the spatial fanout from the parent into this level).")
     may_keep: Optional[list[str]] = Field(None, description="Tensors this level may hold; omit for all.")
@@ -175,7 +188,18 @@ class Level(Strict):
     def _one_capacity(self) -> "Level":
         if self.capacity_words is not None and self.capacity_bits is not None:
             raise ValueError(f"level {self.name}: give capacity_words or capacity_bits, not both")
+        if self.bandwidth is not None and (self.read_bandwidth is not None or self.write_bandwidth is not None):
+            raise ValueError(f"level {self.name}: give bandwidth (one port for reads and writes) or "
+                             f"read_bandwidth/write_bandwidth (separate ports), not both")
         return self
+
+    @property
+    def ports(self) -> list[tuple[str, Fraction]]:
+        """The bandwidth-limited ports: ("rw", bandwidth) for one port shared by reads and writes, else ("r", …)
+        and/or ("w", …) for separate ones. A port named with "r" carries the reads, with "w" the writes."""
+        if self.bandwidth is not None:
+            return [("rw", self.bandwidth)]
+        return [(k, bw) for k, bw in (("r", self.read_bandwidth), ("w", self.write_bandwidth)) if bw is not None]
 
     def capacity(self, word_bits: int) -> Optional[int]:
         """Capacity per instance in words, or None for unbounded."""
@@ -322,8 +346,15 @@ class SharedLoop(Strict):
     """A loop every Einsum of a fused group runs around its own nest, at a level above the fusion level."""
 
     level: str
-    rank: str
+    rank: str = Field(description="The rank the loop iterates in every member not listed in `renames`.")
     factor: int = Field(ge=1, le=MAX_BOUND)
+    renames: dict[str, str] = Field(default_factory=dict, description="Member Einsum -> the rank it iterates "
+                                    "for this loop, where it names the shared dimension otherwise (a view: "
+                                    "QK's M is the key projection's P).")
+
+    def rank_of(self, einsum: str) -> str:
+        """The rank this loop iterates in member `einsum`."""
+        return self.renames.get(einsum, self.rank)
 
 
 class FusedGroup(Strict):

@@ -20,17 +20,23 @@ def fewest_cycles(inst: Instance, e, unit) -> int:
     return -(-(-(-ops // lanes)) * rate.denominator // rate.numerator)
 
 
-def dram_words(inst: Instance, names, fused: bool) -> int:
-    """Words every mapping of these Einsums moves at DRAM (one instance), which backs every tensor but a fused
-    group's intermediates: each element of an input read at least once, each element of an output written once."""
+def dram_words(inst: Instance, names, fused: bool) -> tuple[int, int]:
+    """(reads, writes) every mapping of these Einsums moves at DRAM (one instance), which backs every tensor but a
+    fused group's intermediates: each element of an input read at least once, each element of an output written
+    once."""
     wl, members = inst.workload, set(names)
     inter = group_intermediates(wl, names) if fused else frozenset()
-    tensors = {t: ranks for e in wl.einsums if e.name in members for t, ranks in e.tensors.items()}
-    return sum(prod(wl.ranks[r] for r in ranks) for t, ranks in tensors.items() if t not in inter)
+    einsums = [e for e in wl.einsums if e.name in members]
+    produced = {e.output.tensor for e in einsums}
+    tensors = {t: ranks for e in einsums for t, ranks in e.tensors.items() if t not in inter}
+    size = {t: prod(wl.ranks[r] for r in ranks) for t, ranks in tensors.items()}
+    reads = sum(v for t, v in size.items() if t not in produced)
+    writes = sum(v for t, v in size.items() if t in produced)
+    return reads, writes
 
 
-def fewest_words(inst: Instance, names, fusion: int | None) -> dict[int, int]:
-    """Words every mapping of the segment moves at DRAM and at the fusion level: a redundant cut.
+def fewest_words(inst: Instance, names, fusion: int | None) -> dict[int, tuple[int, int]]:
+    """(reads, writes) every mapping of the segment moves at DRAM and at the fusion level: a redundant cut.
 
     DRAM: see `dram_words`. A group intermediate lives at the fusion level (one instance, by construction of the
     plans): written there at least once, and read from there at least once by each member that consumes it (no
@@ -40,8 +46,11 @@ def fewest_words(inst: Instance, names, fusion: int | None) -> dict[int, int]:
     if fusion is not None:
         members = set(names)
         einsums = [e for e in wl.einsums if e.name in members]
+        reads = writes = 0
         for t in group_intermediates(wl, names):
             size = prod(wl.ranks[r] for r in next(e.output.ranks for e in einsums if e.output.tensor == t))
             readers = sum(1 for e in einsums if any(i.tensor == t for i in e.inputs))
-            out[fusion] = out.get(fusion, 0) + size * (1 + readers)
+            reads += size * readers
+            writes += size
+        out[fusion] = (reads, writes)
     return out

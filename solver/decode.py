@@ -29,7 +29,9 @@ def decode(sm, value) -> tuple[list[EinsumMapping], FusedGroup | None]:
             at = [s for s in sm.shared_slots if s.pos == pos]
             for s in ordered(sm.shared_order, at):
                 if factor(s) > 1:
-                    shared.append(SharedLoop(level=names[level].name, rank=s.rank, factor=factor(s)))
+                    d = sm.shared_dim[id(s)]
+                    shared.append(SharedLoop(level=names[level].name, rank=d.first, factor=factor(s),
+                                             renames={m: r for m, r in d.ranks if r != d.first}))
         group = FusedGroup(einsums=list(sm.names), fusion_level=names[sm.fusion].name, shared_loops=shared)
     maps = []
     for e in sm.einsums:

@@ -18,7 +18,7 @@ from math import prod
 
 import numpy as np
 
-from mapsolve.model.evaluate import _counts_of
+from mapsolve.model.evaluate import _counts_of, port_words
 from mapsolve.model.nest import Group, Nest, NestLoop
 from mapsolve.model.units import fj
 
@@ -248,7 +248,8 @@ def symbolic_nest(e, unit_name: str, path: list[int], group: Group, loops: list[
 
 
 def tensor_quantities(inst, n: Nest, filled: set, own_cap_positions: list[int]) -> dict[str, dict]:
-    """Per tensor of `n`: energy (fJ), per-instance words at each bandwidth-limited level, tiles at own levels.
+    """Per tensor of `n`: energy (fJ), per-instance words at each bandwidth-limited (level, port), tiles at own
+    levels.
 
     Everything comes out of `_counts_of` (docs/model.md §4) and `Nest.tile`/`Nest.inst`; energy and words follow
     `analyze` (§6): reads·read_fJ + writes·write_fJ, and (reads + writes) / inst per (level, tensor).
@@ -260,9 +261,10 @@ def tensor_quantities(inst, n: Nest, filled: set, own_cap_positions: list[int]) 
         lv = arch.levels[n.path[pos]]
         q = out[t]
         q["energy"] = q["energy"] + Poly.lift(c.reads) * fj(lv.read_pj) + Poly.lift(c.writes) * fj(lv.write_pj)
-        if lv.bandwidth is not None:
-            w = (Poly.lift(c.reads) + c.writes) // n.inst(pos)
-            q["words"][n.path[pos]] = q["words"].get(n.path[pos], Poly()) + w
+        for port, _ in lv.ports:
+            w = Poly.lift(port_words(port, c.reads, c.writes)) // n.inst(pos)
+            key = (n.path[pos], port)
+            q["words"][key] = q["words"].get(key, Poly()) + w
     for t, kept in n.keep.items():
         for pos in own_cap_positions:
             if pos in kept:

@@ -18,6 +18,7 @@ from math import prod
 import numpy as np
 
 from mapsolve.model.nest import group_intermediates
+from mapsolve.model.views import SharedDim, shared_dims
 
 
 def prime_count(n: int) -> int:
@@ -83,23 +84,28 @@ class PlanInfo:
     plan: Plan
     members: list
     intermediates: frozenset
-    shared_ranks: list[str]
+    shared_dims: list[SharedDim]           # what the shared loops may iterate (a rank per member)
     units: dict[str, list]                 # einsum -> candidate compute units
-    group_tensors: dict[str, list[str]] = field(default_factory=dict)
+    group_tensors: dict[str, list[str]] = field(default_factory=dict)   # tensor -> ranks, as `tensor_user` names
+    tensor_user: dict[str, str] = field(default_factory=dict)            # tensor -> a member that uses it
+
+    def dim(self, key: str) -> SharedDim:
+        return next(d for d in self.shared_dims if d.key == key)
+
+    def tensor_keys(self, t: str) -> set[str]:
+        """Keys of the shared dimensions that index tensor t."""
+        m, ranks = self.tensor_user[t], self.group_tensors[t]
+        return {d.key for d in self.shared_dims if d.rank_of(m) in ranks}
 
 
 def plan_info(inst, plan: Plan) -> PlanInfo:
     wl, arch = inst.workload, inst.architecture
     members = [e for e in wl.einsums if e.name in plan.names]
     inter: frozenset = frozenset()
-    shared: list[str] = []
+    shared: list[SharedDim] = []
     if plan.fusion is not None:
         inter = group_intermediates(wl, plan.names)
-        common = set.intersection(*(set(e.space) for e in members))
-        for e in members:
-            if e.output.tensor in inter:
-                common -= set(e.space) - set(e.output.ranks)
-        shared = sorted(common)
+        shared = shared_dims(members, inter)
     units = {}
     for e in members:
         us = []
@@ -112,9 +118,11 @@ def plan_info(inst, plan: Plan) -> PlanInfo:
             us.append(u)
         units[e.name] = us
     gt: dict[str, list[str]] = {}
+    user: dict[str, str] = {}
     for e in members:
         gt.update(e.tensors)
-    return PlanInfo(plan, members, inter, shared, units, gt)
+        user.update({t: e.name for t in e.tensors})
+    return PlanInfo(plan, members, inter, shared, units, gt, user)
 
 
 def keep_options(inst, t: str, levels: list[int], positions: list[int], backing: int) -> list[tuple[int, ...]]:
@@ -166,7 +174,7 @@ def level_orders(ranks: list[str], tensors: list[list[str]], innermost: bool, pr
 
 @dataclass(frozen=True)
 class Bucket:
-    """What the members of a fused group share: shared loops (pos, rank, factor) outermost first, and the kept
+    """What the members of a fused group share: shared loops (pos, dimension key, factor) outermost first, and the kept
     positions at and above F of every group tensor."""
 
     shared: tuple[tuple[int, str, int], ...]
@@ -183,21 +191,23 @@ def buckets(inst, info: PlanInfo, prune: bool):
     fpos = plan.fpos
     levels = [*plan.top, plan.fusion]
     # a shared factor per level above F; what is left of the bound goes to the members' own loops
-    per_rank = [tuple(f[:-1] for f in factorizations(wl.ranks[r], 0, fpos + 1)) for r in info.shared_ranks]
+    keys = [d.key for d in info.shared_dims]
+    per_rank = [tuple(f[:-1] for f in factorizations(wl.ranks[d.first], 0, fpos + 1)) for d in info.shared_dims]
     tensors = info.group_tensors
+    tensor_keys = {t: info.tensor_keys(t) for t in tensors}
     keep_sets = []
     for t in tensors:
         backing = fpos if t in info.intermediates else 0
         keep_sets.append(keep_options(inst, t, levels, list(range(fpos + 1)), backing))
-    all_tensor_ranks = list(tensors.values())
+    all_tensor_ranks = [sorted(k) for k in tensor_keys.values()]
     for facs in itertools.product(*per_rank):
-        at_pos = [[(r, f[p]) for r, f in zip(info.shared_ranks, facs) if f[p] > 1] for p in range(fpos)]
+        at_pos = [[(r, f[p]) for r, f in zip(keys, facs) if f[p] > 1] for p in range(fpos)]
         order_lists = [level_orders([r for r, _ in lp], all_tensor_ranks, False, prune) for lp in at_pos]
         # tiles at and above F depend on the factors only
         tile = {}
         for t, ranks in tensors.items():
             for pos in range(fpos + 1):
-                outside = prod(f[p] for r, f in zip(info.shared_ranks, facs) if r in ranks for p in range(pos))
+                outside = prod(f[p] for r, f in zip(keys, facs) if r in tensor_keys[t] for p in range(pos))
                 tile[(t, pos)] = prod(wl.ranks[r] for r in ranks) // outside
         for keeps in itertools.product(*keep_sets):
             ok = True
@@ -248,8 +258,8 @@ def unit_space(inst, e, unit, info: PlanInfo, bucket: Bucket) -> UnitSpace:
     path = arch.path(unit.name)
     first = info.plan.fpos or 0
     rem = {r: wl.ranks[r] for r in e.space}
-    for _, r, f in bucket.shared:
-        rem[r] //= f
+    for _, k, f in bucket.shared:
+        rem[info.dim(k).rank_of(e.name)] //= f
     spatial, meshes = [], {}
     for pos in range(first, len(path)):
         below = arch.levels[path[pos + 1]].mesh if pos + 1 < len(path) else unit.mesh

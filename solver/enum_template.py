@@ -85,8 +85,9 @@ class Compiled:
         bounds = {r: Poly.lift(1) for r in us.rem}
         for pos in range(len(us.path)):
             if fpos is not None and pos < fpos:
-                for j, (p, r, _) in enumerate(tpl.bucket.shared):
+                for j, (p, k, _) in enumerate(tpl.bucket.shared):
                     if p == pos:
+                        r = info.dim(k).rank_of(e.name)    # the member's name for the shared dimension
                         v = Poly.var(len(tpl.variables) + j)
                         loops.append(NestLoop(r, v, pos, False, shared=True))
                         bounds[r] = bounds[r] * v
@@ -177,7 +178,7 @@ class Layout:
 
     energy: bool
     units: list[str]
-    levels: list[int]         # architecture indices of bandwidth-limited levels
+    levels: list[tuple[int, str]]   # bandwidth-limited (architecture level index, port)
 
     @property
     def width(self) -> int:

@@ -84,8 +84,8 @@ def objective_columns(V: np.ndarray, layout: Layout, comps: list[str], inst) -> 
         else:
             k = int(layout.energy)
             parts = [V[:, k + i] for i in range(len(layout.units))]
-            for i, lv in enumerate(layout.levels):
-                bw = inst.architecture.levels[lv].bandwidth
+            for i, (lv, port) in enumerate(layout.levels):
+                bw = dict(inst.architecture.levels[lv].ports)[port]
                 w = V[:, k + len(layout.units) + i]
                 parts.append(-((-w * bw.denominator) // bw.numerator))
             lat = parts[0]
@@ -226,8 +226,8 @@ def _plan_best(inst, info: PlanInfo, comps, prune, stats, tick, obj, limit):
     """Best (objective tuple, payload) of one plan over all its buckets."""
     arch = inst.architecture
     units = sorted({u.name for us in info.units.values() for u in us})
-    levels = sorted({li for us in info.units.values() for u in us for li in arch.path(u.name)
-                     if arch.levels[li].bandwidth is not None})
+    levels = sorted({(li, port) for us in info.units.values() for u in us for li in arch.path(u.name)
+                     for port, _ in arch.levels[li].ports})
     lat = "latency" in comps
     layout = Layout("energy" in comps, units if lat else [], levels if lat else [])
     single = len(info.members) == 1
@@ -306,8 +306,10 @@ def _decode(inst, info: PlanInfo, bucket: Bucket, regs, metas) -> tuple[list[Ein
     group = None
     if info.plan.fusion is not None:
         group = FusedGroup(einsums=list(info.plan.names), fusion_level=names[info.plan.fusion].name,
-                           shared_loops=[SharedLoop(level=names[info.plan.top[p]].name, rank=r, factor=f)
-                                         for p, r, f in bucket.shared])
+                           shared_loops=[SharedLoop(level=names[info.plan.top[p]].name, rank=info.dim(k).first,
+                                                    factor=f, renames={m: r for m, r in info.dim(k).ranks
+                                                                       if r != info.dim(k).first})
+                                         for p, k, f in bucket.shared])
     return maps, group
 
 

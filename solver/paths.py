@@ -9,6 +9,7 @@ from math import prod
 from typing import Optional
 
 from mapsolve.model import MappingError, Result, evaluate
+from mapsolve.model.evaluate import port_words
 from mapsolve.model.spec import Instance, Mapping
 from mapsolve.model.units import fj
 
@@ -35,10 +36,10 @@ def _floor(inst: Instance, names, component: str, unit: int = 1) -> int:
         return sum(prod(wl.ranks[r] for r in e.space) * min(to_unit(fj(u.ops[e.op].energy_pj), unit)
                                                          for u in capable[e.name]) for e in einsums)
     floor = max(min(fewest_cycles(inst, e, u) for u in capable[e.name]) for e in einsums)
-    dram = arch.levels[0]
-    if dram.bandwidth is not None:
-        words = dram_words(inst, names, fused=len(names) > 1)
-        floor = max(floor, -(-words * dram.bandwidth.denominator // dram.bandwidth.numerator))
+    reads, writes = dram_words(inst, names, fused=len(names) > 1)
+    for port, bw in arch.levels[0].ports:
+        words = port_words(port, reads, writes)
+        floor = max(floor, -(-words * bw.denominator // bw.numerator))
     return floor
 
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import prod
 
+from mapsolve.model.evaluate import port_words
 from mapsolve.model.nest import group_intermediates
+from mapsolve.model.views import SharedDim, shared_dims
 from mapsolve.model.spec import EinsumMapping, FusedGroup, Instance
 from mapsolve.model.units import fj
 
@@ -66,6 +68,11 @@ class Slot:
     mesh: object = None
     shared: bool = False
     nonunit: object = None
+    key: str | None = None       # loop order key: the rank, or for a shared loop its dimension's key
+
+    def __post_init__(self):
+        if self.key is None:
+            self.key = self.rank
 
     def expo(self) -> Expo:
         e = Expo()
@@ -114,7 +121,7 @@ class SegmentModel:
         self.intermediates = group_intermediates(self.wl, names) if fusion is not None else frozenset()
         self.produced = {e.output.tensor for e in self.einsums}
         self.energy_terms: list[tuple[int, object]] = []
-        self.words: dict[int, list[tuple[int, object]]] = {}
+        self.words: dict[tuple[int, str], list[tuple[int, object]]] = {}   # (level, port) -> signed words
         self.unit_time: dict[str, list] = {}
         self.shared_slots: list[Slot] = []
         self.shared_order: dict[tuple[int, str, str], object] = {}
@@ -138,13 +145,9 @@ class SegmentModel:
             out.append(u)
         return out
 
-    def shared_ranks(self) -> list[str]:
-        spaces = [set().union(*(set(t.ranks) for t in (e.output, *e.inputs))) for e in self.einsums]
-        common = set.intersection(*spaces)
-        for e, sp in zip(self.einsums, spaces):
-            if e.output.tensor in self.intermediates:
-                common -= sp - set(e.output.ranks)
-        return sorted(common)
+    def shared_dims(self) -> list[SharedDim]:
+        """The dimensions the group may share a loop over (a rank per member; model/views.py)."""
+        return shared_dims(self.einsums, self.intermediates)
 
     def tensor_size_expo(self, ranks) -> Expo:
         e = Expo()
@@ -215,13 +218,19 @@ class SegmentModel:
         return self.m.new_bool_var(f"keep.{t}.{lv.name}")
 
     def _build(self) -> None:
-        self.shared = self.shared_ranks() if self.fusion is not None else []
+        self.shared = self.shared_dims() if self.fusion is not None else []
+        self.shared_dim: dict[int, SharedDim] = {}
         for pos, level in enumerate(self.top):
-            for r in self.shared:
-                s = Slot(pos, r, self._exps(f"shared.{self.arch.levels[level].name}", r), shared=True)
+            for d in self.shared:
+                s = Slot(pos, d.key, self._exps(f"shared.{self.arch.levels[level].name}", d.first), shared=True)
                 self._nonunit(s)
                 self.shared_slots.append(s)
-            self._order_vars(self.shared_order, pos, self.shared, self.shared_slots)
+                self.shared_dim[id(s)] = d
+            self._order_vars(self.shared_order, pos, [d.key for d in self.shared], self.shared_slots)
+        # each member sees the shared loops under its own rank names (same variables)
+        self.member_shared = {e.name: [Slot(s.pos, self.shared_dim[id(s)].rank_of(e.name), s.exps, shared=True,
+                                            nonunit=s.nonunit, key=s.key) for s in self.shared_slots]
+                              for e in self.einsums}
         if self.fusion is not None:
             tensors = {t.tensor for e in self.einsums for t in (e.output, *e.inputs)}
             for t in sorted(tensors):
@@ -249,7 +258,7 @@ class SegmentModel:
         c = Cand(e, unit, path, choose)
         space = c.space
         first_own = self.fpos if self.fusion is not None else 0
-        c.slots.extend(s for s in self.shared_slots if s.rank in space)
+        c.slots.extend(self.member_shared[e.name])
         for pos in range(first_own, len(path)):
             name = f"{e.name}.{unit.name}.{self.arch.levels[path[pos]].name}"
             for r in space:
@@ -293,9 +302,9 @@ class SegmentModel:
     def _temporal_above(self, c_slots: list[Slot], pos: int) -> list[Slot]:
         return [s for s in c_slots if not s.spatial and s.pos < pos]
 
-    def _before_any(self, c: Cand | None, s: Slot, r2: str):
+    def _before_any(self, c: Cand | None, s: Slot, k2: str):
         store = self.shared_order if s.shared else c.order
-        return self._before(store, s.pos, s.rank, r2)
+        return self._before(store, s.pos, s.key, k2)
 
     def _counted(self, c: Cand | None, slots: list[Slot], pos: int, ranks: list[str], slot: Slot):
         """Literal: loop `slot` (irrelevant to the tensor) is outside the reuse run above level `pos`."""
@@ -308,7 +317,7 @@ class SegmentModel:
             if s.pos > slot.pos:
                 lits.append(s.nonunit)
             elif s.pos == slot.pos:
-                lits.append(self.x.all_of([s.nonunit, self._before_any(c, slot, s.rank)]))
+                lits.append(self.x.all_of([s.nonunit, self._before_any(c, slot, s.key)]))
         return self.x.any_of(lits)
 
     def _irr_temporal(self, c: Cand | None, slots: list[Slot], pos: int, ranks: list[str]) -> Expo:
@@ -368,9 +377,10 @@ class SegmentModel:
             return
         value = self.x.gate(b, self.x.monomial(1, expo))
         self.energy_terms.append((sign * fj(lv.read_pj if kind == "r" else lv.write_pj), value))
-        if lv.bandwidth is not None:
-            per_inst = self.x.gate(b, self.x.monomial(1, expo - inst))
-            self.words.setdefault(level, []).append((sign, per_inst))
+        for port, _ in lv.ports:
+            if kind in port:
+                per_inst = self.x.gate(b, self.x.monomial(1, expo - inst))
+                self.words.setdefault((level, port), []).append((sign, per_inst))
 
     def _pairs(self, keep: dict, t: str, positions: list[int]):
         """(parent, child, literal list) for every pair of kept positions with nothing kept between."""
@@ -494,23 +504,26 @@ class SegmentModel:
         levels = (*self.top, self.fusion)
         positions = list(range(len(levels)))
         tensors: dict[str, list[str]] = {}
+        seen_by: dict[str, str] = {}      # tensor -> a member using it: its names for the tensor's dimensions
         for e in self.einsums:
             for t in (e.output, *e.inputs):
                 tensors[t.tensor] = t.ranks
+                seen_by[t.tensor] = e.name
         zero = Expo()
         for t, ranks in tensors.items():
             if t in self.produced:
                 continue
             size = self.tensor_size_expo(ranks)
             for parent, child, lits in self._pairs(self.group_keep, t, positions):
-                irr_t = self._irr_temporal(None, self.shared_slots, child, ranks)
+                irr_t = self._irr_temporal(None, self.member_shared[seen_by[t]], child, ranks)
                 self._flow(levels[child], "w", 1, size + irr_t, lits, zero)
                 self._flow(levels[parent], "r", 1, size + irr_t, lits, zero)
         for pos, level in enumerate(levels):
             cap = self.arch.levels[level].capacity(self.wl.word_bits)
             if cap is None:
                 continue
-            live = [self.x.gate(self.group_keep[(t, pos)], self.x.monomial(1, self._tile(self.shared_slots, pos, r)))
+            live = [self.x.gate(self.group_keep[(t, pos)],
+                                self.x.monomial(1, self._tile(self.member_shared[seen_by[t]], pos, r)))
                     for t, r in tensors.items()]
             self.m.add(sum(live) <= cap)
 
@@ -534,12 +547,13 @@ class SegmentModel:
             self.m.add(tv == sum(times))
             parts.append(tv)
         fewest = fewest_words(self.inst, self.names, self.fusion)
-        for level, words in self.words.items():
-            bw = self.arch.levels[level].bandwidth
+        for (level, port), words in self.words.items():
+            bw = dict(self.arch.levels[level].ports)[port]
             ub = sum(self.x.ub(v) for s, v in words if s > 0)
             total = sum(s * v for s, v in words)
-            if fewest.get(level):
-                self.m.add(total >= fewest[level])  # redundant: lets the relaxation see transfer time
+            least = port_words(port, *fewest.get(level, (0, 0)))
+            if least:
+                self.m.add(total >= least)  # redundant: lets the relaxation see transfer time
             parts.append(self.x.ceil_div(total, ub, bw.numerator, bw.denominator,
                                          f"transfer time of {self.arch.levels[level].name}"))
         lat = self.m.new_int_var(0, max(self.x.ub(p) for p in parts), "latency")

@@ -20,7 +20,7 @@ set of element coordinates, and counts each word that moves:
   `FusionAcrossReduction`.
 
 Peak live words per level instance, energy (integer fJ) and latency (integer cycles, per docs §6 with per-instance
-traffic and one exact rounding per (group, level)) are derived from these literal counts.
+traffic and one exact rounding per (group, level, port)) are derived from these literal counts.
 
 It is deliberately slow and simple: meant for instances with at most a few thousand iteration points.
 """
@@ -120,8 +120,8 @@ def _build_nest(inst: Instance, mapping: Mapping, ename: str, group) -> Nest:
             if lm.temporal:
                 raise SimulatorError(f"{ename}: own temporal loops above the fusion level")
             for sl in group.shared_loops:
-                if sl.level == lm.level:
-                    loops.append(SLoop("T", sl.rank, sl.factor, pos, shared=True))
+                if sl.level == lm.level:   # a member may name the shared dimension otherwise (renames)
+                    loops.append(SLoop("T", sl.renames.get(ename, sl.rank), sl.factor, pos, shared=True))
         else:
             for lp in lm.temporal:
                 loops.append(SLoop("T", lp.rank, lp.factor, pos))
@@ -253,7 +253,7 @@ class Simulator:
         self.drained: dict[tuple[int, tuple, str], set] = defaultdict(set)   # elements drained from an instance
         self.contrib: dict[str, dict[tuple, int]] = defaultdict(lambda: defaultdict(int))
         self.expected: dict[str, int] = {}
-        self.traffic: dict[tuple[int, tuple], int] = defaultdict(int)       # current group: per instance
+        self.traffic: dict[tuple[int, tuple, str], int] = defaultdict(int)  # current group: per instance, r/w
         self.seen: set = set()
         self.event = 0
         self.intern: dict[frozenset, frozenset] = {}
@@ -268,7 +268,7 @@ class Simulator:
             return
         self.counts[(level, t)][what] += n
         if what in ("reads", "writes"):
-            self.traffic[(level, inst)] += n
+            self.traffic[(level, inst, what)] += n
 
     def _arrive_update(self, level: int, inst: tuple, t: str, elt: tuple, carries_old: bool = False) -> None:
         """An update arrives: a read-modify-write if the element already holds a value in this residency, a
@@ -510,7 +510,7 @@ class Simulator:
             shared = list(g.shared_loops) if g is not None else []
             for n in nests:
                 if [(lp.rank, lp.factor) for lp in n.temporal[:n.shared_count]] != \
-                        [(s.rank, s.factor) for s in shared]:
+                        [(s.renames.get(n.name, s.rank), s.factor) for s in shared]:
                     raise SimulatorError(f"{n.name}: shared loops not outermost in nest order")
             for shared_idx in itertools.product(*(range(s.factor) for s in shared)):
                 for n in nests:
@@ -535,15 +535,29 @@ class Simulator:
                 unit_cycles[n.unit] += cyc
                 unit_energy[n.unit] += n.ops * fj(cost.energy_pj)
             # levels: max over instances of the words moved there during the group
+            # a level with one port moves reads and writes through it; with two, each through its own and
+            # the slower port sets the time
             g_traffic: dict[str, int] = {}
             g_levels: dict[str, int] = {}
-            for (level, _inst), words in self.traffic.items():
+            per_port: dict[tuple[str, str], int] = {}
+            per_inst: dict[tuple[int, tuple], dict[str, int]] = defaultdict(lambda: {"reads": 0, "writes": 0})
+            for (level, inst, what), words in self.traffic.items():
+                per_inst[(level, inst)][what] += words
+            for (level, _inst), rw in per_inst.items():
                 lv = self.arch.levels[level]
-                g_traffic[lv.name] = max(g_traffic.get(lv.name, 0), words)
-            for name, words in g_traffic.items():
-                bw = self.arch.levels[self.arch.level_index(name)].bandwidth
-                if bw is not None and words:
-                    g_levels[name] = math.ceil(Fraction(words) / Fraction(bw))
+                g_traffic[lv.name] = max(g_traffic.get(lv.name, 0), rw["reads"] + rw["writes"])
+                if lv.bandwidth is not None:
+                    ports = {"rw": (rw["reads"] + rw["writes"], lv.bandwidth)}
+                else:
+                    ports = {k: (rw[what], bw) for k, what, bw in (("r", "reads", lv.read_bandwidth),
+                                                                    ("w", "writes", lv.write_bandwidth))
+                             if bw is not None}
+                for k, (words, bw) in ports.items():
+                    if words:
+                        cyc = math.ceil(Fraction(words) / Fraction(bw))
+                        per_port[(lv.name, k)] = max(per_port.get((lv.name, k), 0), cyc)
+            for (name, _), cyc in per_port.items():
+                g_levels[name] = max(g_levels.get(name, 0), cyc)
             latency = max([0, *g_units.values(), *g_levels.values()])
             groups.append(SimGroup(names, latency, dict(g_units), g_levels, g_traffic))
         counts = {}

@@ -6,7 +6,8 @@ points per Einsum) so that the literal simulator in tests/simulator.py can run e
 * `workloads()`         1-4 Einsums: matmul chains, windows of the softmax cascade (QK, MX, SN, SD, A, AV) or a
                         random cascade of matmuls, reductions (add/max) and element-wise ops with broadcasting.
 * `architectures(wl)`   DRAM + 1..3 on-chip levels (small capacities sometimes, energies with <= 3 decimals,
-                        fractional or unlimited bandwidths, 1..4 x 1..4 meshes with random multicast/reduction),
+                        fractional or unlimited bandwidths, one port or separate read/write ports,
+                        1..4 x 1..4 meshes with random multicast/reduction),
                         one or two compute units (the second with its own `serves`-restricted level).
 * `mappings(inst)`      random valid mappings: keep/bypass respecting may_keep/must_keep and the residency rules,
                         random factorizations (temporal and spatial within mesh limits), random loop orders, random
@@ -188,6 +189,14 @@ _per_cycle = st.sampled_from([Fraction(1), Fraction(2), Fraction(1, 2), Fraction
 
 
 @st.composite
+def _ports(draw) -> dict:
+    """One port (bandwidth, possibly unlimited) or separate read and write ports (either possibly unlimited)."""
+    if draw(st.integers(0, 2)):
+        return {"bandwidth": draw(_bandwidth)}
+    return {"read_bandwidth": draw(_bandwidth), "write_bandwidth": draw(_bandwidth)}
+
+
+@st.composite
 def meshes(draw) -> Mesh:
     return Mesh(x=draw(st.sampled_from([1, 1, 2, 2, 3, 4])), y=draw(st.sampled_from([1, 1, 1, 2, 3, 4])),
                 multicast=draw(st.booleans()), reduction=draw(st.booleans()))
@@ -203,7 +212,7 @@ def architectures(draw, wl: Workload) -> Architecture:
     if two_units:
         n_common = min(n_common, 2)
         tails = [u for u in ("U0", "U1") if draw(st.booleans())][: 3 - n_common]
-    levels = [Level(name="DRAM", read_pj=draw(_pj), write_pj=draw(_pj), bandwidth=draw(_bandwidth))]
+    levels = [Level(name="DRAM", read_pj=draw(_pj), write_pj=draw(_pj), **draw(_ports()))]
     names = [f"L{i}" for i in range(1, n_common + 1)] + [f"R{u}" for u in tails]
     serves = [None] * n_common + [[u] for u in tails]
     for i, (name, sv) in enumerate(zip(names, serves)):
@@ -219,7 +228,7 @@ def architectures(draw, wl: Workload) -> Architecture:
             may = sorted(draw(st.sets(st.sampled_from(tensors), min_size=1)))
         if draw(st.integers(0, 9)) == 0:
             must = sorted(draw(st.sets(st.sampled_from(may or tensors), max_size=2)))
-        levels.append(Level(name=name, read_pj=draw(_pj), write_pj=draw(_pj), bandwidth=draw(_bandwidth),
+        levels.append(Level(name=name, read_pj=draw(_pj), write_pj=draw(_pj), **draw(_ports()),
                             mesh=Mesh() if i == 0 and draw(st.booleans()) else draw(meshes()), may_keep=may, must_keep=must, serves=sv, **kw))
 
     def opcosts(sub):

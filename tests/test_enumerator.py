@@ -84,7 +84,7 @@ def test_matrix_costs_equal_analyze(inst: Instance, seed: int):
     """Sample templates and tilings: the matrix evaluation gives exactly what `analyze` gives for the mapping."""
     rng = np.random.default_rng(seed)
     layout = et.Layout(True, [u.name for u in inst.architecture.compute_units],
-                       [i for i, lv in enumerate(inst.architecture.levels) if lv.bandwidth is not None])
+                       [(i, port) for i, lv in enumerate(inst.architecture.levels) for port, _ in lv.ports])
     for plan in plans(inst):
         if plan.fusion is not None:
             continue

@@ -176,6 +176,29 @@ def test_two_level_matmul_by_hand():
     assert sim.peak["Buf"] == res.capacity_required["Buf"] == 5
 
 
+@pytest.mark.parametrize("ports,cycles", [({"bandwidth": "1"}, 12), ({"read_bandwidth": "1", "write_bandwidth": "1/4"}, 16),
+                                          ({"read_bandwidth": "2", "write_bandwidth": "1"}, 4),
+                                          ({"read_bandwidth": "1/2"}, 16), ({"write_bandwidth": "1/3"}, 12)])
+def test_read_and_write_ports_by_hand(ports, cycles):
+    # Everything at Buf: DRAM reads A and B once (8 words) and writes Z once (4 words). One port moves all 12
+    # words; separate ports move 8 and 4 at their own rates and the slower one sets the time (an omitted port is
+    # unlimited).
+    arch = two_level()
+    arch["levels"][0].update(ports)
+    inst = Instance.model_validate({"name": "ports", "workload": MATMUL, "architecture": arch})
+    m = Mapping.model_validate(matmul_mapping([], [("m", 2), ("n", 2), ("k", 2)]))
+    sim, res = both(inst, m)
+    assert res.groups[0].level_cycles["DRAM"] == sim.groups[0].level_cycles["DRAM"] == cycles
+    assert res.latency_cycles == sim.latency_cycles == max(cycles, 8)
+
+
+def test_bandwidth_and_ports_together_are_refused():
+    arch = two_level()
+    arch["levels"][0].update({"bandwidth": "1", "read_bandwidth": "2"})
+    with pytest.raises(ValueError, match="not both"):
+        Instance.model_validate({"name": "ports", "workload": MATMUL, "architecture": arch})
+
+
 @pytest.mark.parametrize("multicast", [True, False])
 def test_multicast_by_hand(multicast):
     # n spread over 2 units: A[m,k] does not depend on n -> one Buf read feeds both units when multicast is allowed.

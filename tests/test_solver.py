@@ -25,6 +25,7 @@ from mapsolve.model import MappingError, evaluate, load_instance, load_mapping  
 from mapsolve.model.spec import Instance, Mapping  # noqa: E402
 from mapsolve.solver.search import SolverError, VerificationError, solve  # noqa: E402
 from mapsolve.solver.paths import _floor  # noqa: E402
+from mapsolve.model.evaluate import port_words  # noqa: E402
 from mapsolve.solver.bounds import fewest_words  # noqa: E402
 from strategies import cases  # noqa: E402
 
@@ -121,13 +122,12 @@ def test_fewest_words_cut_is_valid(case):
     index = {lv.name: i for i, lv in enumerate(levels)}
     for g in res.groups:
         fusion = index[g.fusion_level] if g.fusion_level is not None else None
-        for li, words in fewest_words(inst, g.einsums, fusion).items():
-            bw = levels[li].bandwidth
-            if bw is None or not words:
-                continue
-            floor = -(-words * bw.denominator // bw.numerator)
-            assert g.level_cycles.get(levels[li].name, 0) >= floor, \
-                (g, levels[li].name, words, case_json(inst, mapping, "latency"))
+        for li, (reads, writes) in fewest_words(inst, g.einsums, fusion).items():
+            for port, bw in levels[li].ports:
+                words = port_words(port, reads, writes)
+                floor = -(-words * bw.denominator // bw.numerator)
+                assert g.level_cycles.get(levels[li].name, 0) >= floor, \
+                    (g, levels[li].name, port, words, case_json(inst, mapping, "latency"))
         # the search's bound for a segment not solved yet (solver/paths.py) holds for the group too
         assert _floor(inst, g.einsums, "latency") <= g.latency_cycles, (g, case_json(inst, mapping, "latency"))
 
