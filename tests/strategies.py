@@ -477,10 +477,53 @@ def _plan_group(draw, inst: Instance, chunk: list[str], unit_of, consumers, prod
 
 
 @st.composite
-def cases(draw, allow_invalid: bool = True):
-    """(instance, mapping) pairs for the property test."""
+def cases(draw, allow_invalid: bool = True, rename: bool = True):
+    """(instance, mapping) pairs for the property test; one in three has ranks renamed per Einsum (views)."""
     inst = draw(instances())
-    return inst, draw(mappings(inst, allow_invalid=allow_invalid))
+    mapping = draw(mappings(inst, allow_invalid=allow_invalid))
+    if rename and draw(st.integers(0, 2)) == 0:
+        return draw(renamings(inst, mapping))
+    return inst, mapping
+
+
+@st.composite
+def renamings(draw, inst: Instance, mapping: Mapping):
+    """The same problem with some Einsums naming one of their ranks otherwise (a fresh rank of equal bound).
+
+    Every tensor that Einsum shares with others becomes a view (same dimensions, other names), and shared loops
+    over the renamed rank name it per member (`renames`). Nothing physical changes, so every count must too."""
+    wl = inst.workload
+    sigma: dict[str, dict[str, str]] = {}
+    ranks = dict(wl.ranks)
+    for e in wl.einsums:
+        if e.space and draw(st.integers(0, 1)) == 0:
+            r = draw(st.sampled_from(e.space))
+            sigma[e.name] = {r: f"{r}_{e.name}"}
+            ranks[f"{r}_{e.name}"] = wl.ranks[r]
+
+    def ren(name: str, r: str) -> str:
+        return sigma.get(name, {}).get(r, r)
+
+    def ref(name, t: TensorRef) -> TensorRef:
+        return TensorRef(tensor=t.tensor, ranks=[ren(name, r) for r in t.ranks])
+
+    einsums = [Einsum(name=e.name, op=e.op, output=ref(e.name, e.output), inputs=[ref(e.name, t) for t in e.inputs])
+               for e in wl.einsums]
+    new_inst = inst.model_copy(update={"workload": Workload(ranks=ranks, word_bits=wl.word_bits, einsums=einsums)})
+    ems = [EinsumMapping(einsum=em.einsum, compute_unit=em.compute_unit, levels=[
+        LevelMapping(level=lm.level, keep=lm.keep,
+                     temporal=[Loop(rank=ren(em.einsum, lp.rank), factor=lp.factor) for lp in lm.temporal],
+                     spatial=[SpatialLoop(rank=ren(em.einsum, sp.rank), factor=sp.factor, axis=sp.axis)
+                              for sp in lm.spatial]) for lm in em.levels]) for em in mapping.einsums]
+    groups = []
+    for g in mapping.groups:
+        shared = []
+        for sl in g.shared_loops:
+            first = ren(g.einsums[0], sl.rank)
+            shared.append(SharedLoop(level=sl.level, rank=first, factor=sl.factor,
+                                     renames={m: ren(m, sl.rank) for m in g.einsums if ren(m, sl.rank) != first}))
+        groups.append(FusedGroup(einsums=g.einsums, fusion_level=g.fusion_level, shared_loops=shared))
+    return new_inst, Mapping(einsums=ems, groups=groups)
 
 
 # --------------------------------------------------------------------------------------------------------------

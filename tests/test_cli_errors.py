@@ -101,8 +101,9 @@ def _prepend_reader_of_z(d: dict) -> None:
 
 
 def _append_consumer_with_other_ranks(d: dict) -> None:
-    d["workload"]["einsums"].append({"name": "C", "op": "copy", "output": {"tensor": "C", "ranks": ["M", "K"]},
-                                     "inputs": [{"tensor": "Z", "ranks": ["M", "K"]}]})
+    # Z[M,N] read with one dimension: a view must keep every dimension, with equal bounds
+    d["workload"]["einsums"].append({"name": "C", "op": "mac", "output": {"tensor": "C", "ranks": ["M"]},
+                                     "inputs": [{"tensor": "Z", "ranks": ["M"]}]})
 
 
 def _pe_capacity_zero_must_keep(d: dict) -> None:
@@ -135,7 +136,7 @@ INSTANCE_MUTATIONS: dict[str, tuple[Callable[[dict], None], tuple[str, ...]]] = 
     "input_produced_later": (_prepend_reader_of_z,
                              ("einsum P", "input Z is produced by a later Einsum")),
     "intermediate_with_other_ranks": (_append_consumer_with_other_ranks,
-                                      ("einsum C", "tensor Z has ranks")),
+                                      ("einsum C", "tensor Z is read as")),
     "must_keep_missing_tensor": (lambda d: level(d, 1).__setitem__("must_keep", ["Q"]),
                                  ("level GLB", "must_keep names unknown tensor 'Q'")),
     "capacity_zero_must_keep": (_pe_capacity_zero_must_keep,

@@ -124,6 +124,15 @@ def test_verify_shipped(name: str, objective: str):
     assert "verified" in proc.stdout
 
 
+def test_verify_shipped_views():
+    """tiny_block: projections read by QK and AV through views, fusable with them (energy only: ~1.5 min)."""
+    proc = subprocess.run([sys.executable, "-m", "mapsolve.cli.main", "verify", str(ROOT / "instances" /
+                           "tiny_block.json"), "-o", "energy", "-q", "--deterministic-time", "300"],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verified" in proc.stdout
+
+
 def test_refuses_big_mapspace():
     inst = load_instance(ROOT / "instances" / "llm_4k.json")
     with pytest.raises(en.MapspaceTooLarge):

@@ -203,3 +203,22 @@ def test_saved_solver_case(path):
     ref = evaluate(inst, mapping)
     res = solve_checked(inst, objective, 60, f"\n\ncase: {path.name}")
     assert res.objective[0] <= metric(ref, objective.split(",")[0])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Views: fusing a projection with its consumer across a renamed dimension
+# --------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("capacity", [100, 24, 12, 10])
+def test_fusion_through_a_view_matches_enumeration(capacity):
+    """KP writes K[p,e] over its key rank p; QK reads it as K[m,e]. With a small GLB the optimum fuses them under
+    a loop that is p in KP and m in QK (found at 24 words and below when this test was written). The solver and
+    the exhaustive enumerator must agree on the optimum, whatever the mapping."""
+    from mapsolve.solver import enumerate as en
+    from test_model_vs_simulator import KEY_PROJECTION_THEN_QK
+    arch = {"levels": [{"name": "DRAM", "read_pj": "10", "write_pj": "10"},
+                       {"name": "GLB", "read_pj": "1", "write_pj": "1", "capacity_words": capacity}],
+            "compute_units": [{"name": "U", "ops": {"mac": {"energy_pj": "0.5"}}}]}
+    inst = Instance.model_validate({"name": "views", "workload": KEY_PROJECTION_THEN_QK, "architecture": arch})
+    for objective in ("energy", "latency"):
+        res = solve_checked(inst, objective, TIME_LIMIT)
+        assert res.objective == en.enumerate_optimum(inst, objective).objective
