@@ -8,10 +8,10 @@ from __future__ import annotations
 from fractions import Fraction
 from math import ceil
 
-from .nest import Nest, build_nests
+from .nest import Nest, build_nests, group_copy_bits
 from .result import GroupResult, MappingError, Result, TensorCounts, UnitCounts
 from .spec import Instance, Mapping
-from .units import fj
+from .units import element_fj, fj
 
 
 def _counts_of(n: Nest, filled_once: set[tuple[str, int]]) -> dict[tuple[int, str], TensorCounts]:
@@ -87,31 +87,38 @@ def port_words(port: str, reads, writes):
 
 
 def _capacity(inst: Instance, nests: list[Nest]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-    """Words per instance each level needs: the worst group (docs/model.md §5)."""
+    """Bits per instance each level needs, the worst group, and the tiles (elements) making it up (docs §5).
+
+    A tile is counted at its width there: partial sums at accumulator width. A group's copy at F and above is
+    counted once, at `group_copy_bits`."""
     levels = inst.architecture.levels
     need: dict[str, int] = {lv.name: 0 for lv in levels}
     detail: dict[str, dict[str, int]] = {lv.name: {} for lv in levels}
     groups: dict[tuple[str, ...], list[Nest]] = {}
     for n in nests:
         groups.setdefault(n.group.einsums, []).append(n)
+    wl = inst.workload
     for members in groups.values():
         f = members[0].group.fusion_level
+        copy_bits = {t: group_copy_bits(wl, [n.einsum for n in members], t) for n in members for t in n.keep}
         for li, lv in enumerate(levels):
-            shared: dict[str, int] = {}
-            worst: dict[str, int] = {}
+            shared: dict[str, tuple[int, int]] = {}
+            worst: dict[str, tuple[int, int]] = {}
             for n in members:
                 if li not in n.path:
                     continue
                 pos = n.path.index(li)
-                tiles = {t: n.tile(pos, t) for t, kept in n.keep.items() if pos in kept}
-                if f is not None and li <= f:
+                group_copy = f is not None and li <= f
+                tiles = {t: (n.tile(pos, t), n.tile(pos, t) * (copy_bits[t] if group_copy else n.width(pos, t)))
+                         for t, kept in n.keep.items() if pos in kept}
+                if group_copy:
                     shared.update(tiles)
-                elif sum(tiles.values()) > sum(worst.values()):
+                elif sum(b for _, b in tiles.values()) > sum(b for _, b in worst.values()):
                     worst = {f"{n.einsum.name}.{t}": v for t, v in tiles.items()}
-            total = sum(shared.values()) + sum(worst.values())
+            total = sum(b for _, b in shared.values()) + sum(b for _, b in worst.values())
             if total > need[lv.name] or (total == need[lv.name] and not detail[lv.name]):
                 need[lv.name] = total
-                detail[lv.name] = {**shared, **worst}
+                detail[lv.name] = {k: e for k, (e, _) in {**shared, **worst}.items()}
     return need, detail
 
 
@@ -125,6 +132,9 @@ def analyze(inst: Instance, mapping: Mapping) -> Result:
     groups: list[GroupResult] = []
     op_energies: list[tuple[int, int]] = []
     filled: dict[tuple[str, ...], set] = {}
+    level_energy: dict[tuple[str, str], int] = {}
+    access_energies: list[tuple[int, int]] = []
+    wb = inst.workload.word_bits
     order: list[tuple[str, ...]] = []
     for n in nests:
         if n.group.einsums not in order:
@@ -150,10 +160,16 @@ def analyze(inst: Instance, mapping: Mapping) -> Result:
             for (pos, t), c in _counts_of(n, filled.setdefault(names, set())).items():
                 level = arch.levels[n.path[pos]]
                 counts.setdefault((level.name, t), TensorCounts()).add(c)
-                for port, bw in level.ports:
-                    words = port_words(port, c.reads, c.writes)
+                bits = n.width(pos, t)
+                e_r, e_w = element_fj(level, "r", bits, wb), element_fj(level, "w", bits, wb)
+                access_energies.extend(((c.reads, e_r), (c.writes, e_w)))
+                energy = c.reads * e_r + c.writes * e_w
+                level_energy[(level.name, t)] = level_energy.get((level.name, t), 0) + energy
+                for port, bw in level.ports:   # bandwidth counts words of the level's access width
+                    moved = port_words(port, c.reads, c.writes) * bits
                     key = (level.name, port)
-                    level_time[key] = level_time.get(key, Fraction(0)) + Fraction(words) / (n.inst(pos) * bw)
+                    level_time[key] = level_time.get(key, Fraction(0)) + \
+                        Fraction(moved) / (n.inst(pos) * bw * level.word(wb))
         level_cycles: dict[str, int] = {}
         for (name, _), tm in level_time.items():   # rounded once per (group, level, port); the slowest port
             level_cycles[name] = max(level_cycles.get(name, 0), ceil(tm))
@@ -163,28 +179,34 @@ def analyze(inst: Instance, mapping: Mapping) -> Result:
         g = members[0].group
         groups.append(GroupResult(list(names), arch.levels[g.fusion_level].name if g.fusion_level is not None
                                   else None, candidates[bound_by], unit_cycles, level_cycles, bound_by))
-    level_energy = {}
-    by_name = {lv.name: lv for lv in arch.levels}
-    for (lv, t), c in counts.items():
-        level_energy[(lv, t)] = c.reads * fj(by_name[lv].read_pj) + c.writes * fj(by_name[lv].write_pj)
     need, detail = _capacity(inst, nests)
     utilization = {u: (Fraction(units[u].ops) / cap if cap else Fraction(0)) for u, cap in unit_capacity.items()}
     for u, cap in unit_capacity.items():
         units[u].capacity_ops = int(cap)
     energy = sum(level_energy.values()) + sum(u.energy_fj for u in units.values())
-    return Result(energy, sum(g.latency_cycles for g in groups), counts, level_energy, units, groups, need,
-                  detail, utilization, op_energies)
+    words = {lv.name: -(-need[lv.name] // lv.word(wb)) for lv in arch.levels}
+    return Result(energy, sum(g.latency_cycles for g in groups), counts, level_energy, units, groups, words,
+                  detail, utilization, op_energies, need, access_energies)
 
 
 def check_capacity(inst: Instance, result: Result) -> None:
     wb = inst.workload.word_bits
     for lv in inst.architecture.levels:
         cap = lv.capacity(wb)
-        need = result.capacity_required.get(lv.name, 0)
+        need = result.capacity_bits_required.get(lv.name, 0)
         if cap is not None and need > cap:
             tiles = ", ".join(f"{t} {v}" for t, v in result.capacity_detail[lv.name].items())
-            raise MappingError(f"level {lv.name}: live tiles need {need} words per instance ({tiles}); "
-                               f"capacity is {cap}")
+            word = lv.word(wb)
+            have = f"{cap // word} words" if cap % word == 0 else f"{cap} bits"
+            want = f"{-(-need // word)} words" if all(w == word for w in _widths(inst)) else f"{need} bits"
+            raise MappingError(f"level {lv.name}: live tiles need {want} per instance (elements: {tiles}); "
+                               f"capacity is {have}")
+
+
+def _widths(inst: Instance) -> set[int]:
+    wl = inst.workload
+    names = {t for e in wl.einsums for t in e.tensors}
+    return {wl.bits(t) for t in names} | {wl.accumulator_bits(t) for t in names}
 
 
 def evaluate(inst: Instance, mapping: Mapping) -> Result:

@@ -107,9 +107,11 @@ def check_instance(inst: Instance, source: str = "instance") -> None:
             if not users:
                 continue
             must = [t.tensor for t in (e.output, *e.inputs) if t.tensor in lv.must_keep]
-            if len(must) > cap:
-                raise InputError(f"{source}: architecture.levels[{li}] ({lv.name}): capacity {cap} words cannot "
-                                 f"hold even one-word tiles of {must} (must_keep) for einsum {e.name}")
+            if sum(wl.bits(t) for t in must) > cap:
+                word = lv.word(wl.word_bits)
+                have = f"{cap // word} words" if cap % word == 0 else f"{cap} bits"
+                raise InputError(f"{source}: architecture.levels[{li}] ({lv.name}): capacity {have} cannot "
+                                 f"hold even one-element tiles of {must} (must_keep) for einsum {e.name}")
     for li, lv in enumerate(arch.levels):
         for t in lv.must_keep:
             if lv.may_keep is not None and t not in lv.may_keep:

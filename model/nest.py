@@ -47,6 +47,8 @@ class Nest:
     group: Group
     bounds: dict[str, int]
     start: dict[int, int] = field(default_factory=dict)  # path position -> index of its first loop
+    formats: dict[str, tuple[int, int]] = field(default_factory=dict)  # tensor -> (bits, accumulator bits)
+    reduces: bool = False                # the Einsum sums or maxes over a rank of bound > 1
 
     # -- basic facts --------------------------------------------------------------------------------------
     @property
@@ -89,6 +91,37 @@ class Nest:
             if lp.factor > 1 and (lp.rank in ranks or (barrier_shared and lp.shared)):
                 cut = i + 1
         return prod(lp.factor for lp in above[:cut])
+
+    def revisits(self, pos: int, tensor: str) -> bool:
+        """Whether a residency of the tensor at `pos` comes back: a loop the tensor lacks, of factor > 1, sits
+        outside the innermost relevant loop above `pos` (R > Rrel; a shared loop below F counts, docs §3)."""
+        ranks = self.tensors[tensor]
+        fpos = self.fpos()
+        barrier_shared = fpos is not None and pos > fpos
+        above = [lp for lp in self.loops[:self.start[pos]] if not lp.spatial]
+        cut = 0
+        for i, lp in enumerate(above):
+            if lp.factor > 1 and (lp.rank in ranks or (barrier_shared and lp.shared)):
+                cut = i + 1
+        return any(lp.rank not in ranks and lp.factor > 1 for lp in above[:cut])
+
+    def partial(self, pos: int, tensor: str) -> bool:
+        """Whether kept position `pos` holds partial sums of this Einsum's output (docs/model.md §1): the Einsum
+        reduces and `pos` is where the units' updates arrive, or the next kept level below drains values that
+        are not final (it revisits its residencies, or several instances feed one element: accumulate mode)."""
+        kept = self.keep[tensor]
+        if not self.reduces or tensor != self.einsum.output.tensor or pos not in kept:
+            return False
+        i = kept.index(pos)
+        if i == len(kept) - 1:
+            return True
+        child = kept[i + 1]
+        return self.revisits(child, tensor) or self.accumulates(tensor)[child]
+
+    def width(self, pos: int, tensor: str) -> int:
+        """Bits per element of the tensor at kept position `pos`: partial sums at accumulator width."""
+        bits, acc = self.formats[tensor]
+        return acc if acc != bits and self.partial(pos, tensor) else bits
 
     def reload_relevant(self, pos: int, tensor: str) -> int:
         """Rrel: product of the temporal loops above `pos` whose rank indexes the tensor."""
@@ -300,7 +333,25 @@ def _build_one(inst: Instance, em, e: Einsum, group: Group, shared) -> Nest:
         elif 0 not in keep[t]:
             raise MappingError(f"{where}: {t} must be kept at {arch.levels[0].name} (only intermediates of a "
                                f"fused group stay on chip)")
-    return Nest(e, unit.name, path, loops, keep, group, dict(wl.ranks), start)
+    return Nest(e, unit.name, path, loops, keep, group, dict(wl.ranks), start, *formats(wl, e))
+
+
+def group_copy_bits(wl, members, tensor: str) -> int:
+    """Bits per element a fused group's copy of `tensor` at the fusion level and above is sized at (docs §5): the
+    accumulator width if a member produces it by a reduction (it may hold partial sums there; whether it does
+    depends on that member's own loops, while the group's copies must fit for every member at once), else its
+    width."""
+    for e in members:
+        if e.output.tensor == tensor and prod(wl.ranks[r] for r in set(e.space) - set(e.output.ranks)) > 1:
+            return max(wl.bits(tensor), wl.accumulator_bits(tensor))
+    return wl.bits(tensor)
+
+
+def formats(wl, e) -> tuple[dict[str, tuple[int, int]], bool]:
+    """(tensor -> (bits, accumulator bits), whether it reduces) of Einsum e: the `Nest` fields widths need."""
+    reduced = set(e.space) - set(e.output.ranks)
+    return ({t: (wl.bits(t), wl.accumulator_bits(t)) for t in e.tensors},
+            prod(wl.ranks[r] for r in reduced) > 1)
 
 
 def _check_groups(inst: Instance, nests: list[Nest]) -> None:

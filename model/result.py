@@ -57,10 +57,13 @@ class Result:
     level_energy_fj: dict[tuple[str, str], int]           # (level, tensor) -> energy
     units: dict[str, UnitCounts]
     groups: list[GroupResult]
-    capacity_required: dict[str, int]                      # level -> words per instance needed
+    capacity_required: dict[str, int]                      # level -> words (of its access width) needed,
+                                                           # rounded up from capacity_bits_required
     capacity_detail: dict[str, dict[str, int]] = field(default_factory=dict)
     utilization: dict[str, Fraction] = field(default_factory=dict)
     op_energies: list[tuple[int, int]] = field(default_factory=list)  # per Einsum: (ops, fJ per op)
+    capacity_bits_required: dict[str, int] = field(default_factory=dict)  # level -> bits per instance needed
+    access_energies: list[tuple[int, int]] = field(default_factory=list)  # (reads or writes, fJ per element)
 
     def to_json(self) -> dict:
         levels: dict[str, dict] = {}
@@ -79,5 +82,6 @@ class Result:
                 "groups": [asdict(g) for g in self.groups],
                 "capacity_words": {lv: {"required": req, "tiles": self.capacity_detail.get(lv, {})}
                                    for lv, req in self.capacity_required.items()},
+                "capacity_bits": {lv: {"required": req} for lv, req in self.capacity_bits_required.items()},
             },
         }

@@ -70,13 +70,35 @@ class Einsum(Strict):
         return sorted(set().union(*(set(r) for r in self.tensors.values())))
 
 
+class TensorFormat(Strict):
+    """How one tensor's elements are stored (docs/model.md §1): e.g. int8 operands with 32-bit partial sums."""
+
+    bits: Optional[int] = Field(None, ge=1, le=1024, description="Width of an element in bits; omit for the "
+                                "workload's word_bits.")
+    accumulator_bits: Optional[int] = Field(None, ge=1, le=1024, description="Width of an output's partial sums: "
+                                            "a level that holds partial sums of it stores them at this width; "
+                                            "final values narrow to `bits`. Omit for `bits`.")
+
+
 class Workload(Strict):
     """A cascade of Einsums over named ranks with integer bounds."""
 
     ranks: dict[str, int] = Field(description="Rank name -> bound (a positive integer).")
-    word_bits: int = Field(16, ge=1, le=1024, description="Width of every tensor element in bits; capacities "
-                           "and per-word energies refer to this word.")
+    word_bits: int = Field(16, ge=1, le=1024, description="Default width of a tensor element in bits, and of a "
+                           "level's word (access) unless the level gives access_bits.")
+    tensors: dict[str, TensorFormat] = Field(default_factory=dict, description="Per-tensor widths, where they "
+                                             "differ from word_bits (e.g. 8-bit operands, 32-bit accumulators).")
     einsums: list[Einsum] = Field(min_length=1, description="Einsums in execution order (a topological order).")
+
+    def bits(self, tensor: str) -> int:
+        """Width of a (final) element of `tensor`."""
+        f = self.tensors.get(tensor)
+        return f.bits if f is not None and f.bits is not None else self.word_bits
+
+    def accumulator_bits(self, tensor: str) -> int:
+        """Width of a partial sum of `tensor`."""
+        f = self.tensors.get(tensor)
+        return f.accumulator_bits if f is not None and f.accumulator_bits is not None else self.bits(tensor)
 
     @field_validator("ranks")
     @classmethod
@@ -134,6 +156,13 @@ class Workload(Strict):
                 points *= self.ranks[r]
             if points > 2**62:
                 raise ValueError(f"einsum {e.name}: {points} operations is too big (max 2^62)")
+        reducing = {e.output.tensor for e in self.einsums if set(e.space) - set(e.output.ranks)}
+        for t, f in self.tensors.items():
+            if t not in tensor_ranks:
+                raise ValueError(f"tensors.{t}: no Einsum uses a tensor {t!r}")
+            if f.accumulator_bits is not None and t not in reducing:
+                raise ValueError(f"tensors.{t}: accumulator_bits is for outputs of a reduction, and no Einsum "
+                                 f"reduces into {t}")
         return self
 
 
@@ -160,9 +189,15 @@ class Level(Strict):
 
     name: str = Field(min_length=1, description="Unique level name.")
     capacity_words: Optional[int] = Field(None, ge=0, le=MAX_CAPACITY_WORDS, description="Capacity per "
-                                          "instance in words; omit both capacities for unbounded (DRAM).")
+                                          "instance in words of access_bits; omit both capacities for unbounded "
+                                          "(DRAM).")
     capacity_bits: Optional[int] = Field(None, ge=0, le=MAX_CAPACITY_WORDS * 64, description="Capacity per "
-                                         "instance in bits (floored to whole words); alternative to words.")
+                                         "instance in bits; alternative to words. Tiles of several widths "
+                                         "share it bit for bit.")
+    access_bits: Optional[int] = Field(None, ge=1, le=4096, description="Width of one access, the level's word: "
+                                       "read_pj and write_pj are per access, capacity_words and bandwidths count "
+                                       "such words. Omit for the workload's word_bits. An access carries "
+                                       "access_bits // element bits whole elements (docs/model.md §6).")
     read_pj: Decimal = Field(ge=0, le=MAX_ENERGY_PJ, decimal_places=3,
                              description="Energy of reading one word, pJ (at most 3 decimals).")
     write_pj: Decimal = Field(ge=0, le=MAX_ENERGY_PJ, decimal_places=3,
@@ -201,12 +236,16 @@ class Level(Strict):
             return [("rw", self.bandwidth)]
         return [(k, bw) for k, bw in (("r", self.read_bandwidth), ("w", self.write_bandwidth)) if bw is not None]
 
+    def word(self, word_bits: int) -> int:
+        """Bits of one access (the level's word): access_bits, or the workload's word_bits."""
+        return self.access_bits if self.access_bits is not None else word_bits
+
     def capacity(self, word_bits: int) -> Optional[int]:
-        """Capacity per instance in words, or None for unbounded."""
+        """Capacity per instance in bits, or None for unbounded (`word_bits`: the workload's default width)."""
         if self.capacity_words is not None:
-            return self.capacity_words
+            return self.capacity_words * self.word(word_bits)
         if self.capacity_bits is not None:
-            return self.capacity_bits // word_bits
+            return self.capacity_bits
         return None
 
 

@@ -20,23 +20,29 @@ def fewest_cycles(inst: Instance, e, unit) -> int:
     return -(-(-(-ops // lanes)) * rate.denominator // rate.numerator)
 
 
+def _least_bits(wl, t: str) -> int:
+    """The narrowest an element of t is ever stored (final width, or partial sums if narrower)."""
+    return min(wl.bits(t), wl.accumulator_bits(t))
+
+
 def dram_words(inst: Instance, names, fused: bool) -> tuple[int, int]:
-    """(reads, writes) every mapping of these Einsums moves at DRAM (one instance), which backs every tensor but a
-    fused group's intermediates: each element of an input read at least once, each element of an output written
-    once."""
+    """(read bits, write bits) every mapping of these Einsums moves at DRAM (one instance), which backs every tensor
+    but a fused group's intermediates: each element of an input read at least once, each element of an output
+    written once (at its narrowest width)."""
     wl, members = inst.workload, set(names)
     inter = group_intermediates(wl, names) if fused else frozenset()
     einsums = [e for e in wl.einsums if e.name in members]
     produced = {e.output.tensor for e in einsums}
     tensors = {t: ranks for e in einsums for t, ranks in e.tensors.items() if t not in inter}
     size = {t: prod(wl.ranks[r] for r in ranks) for t, ranks in tensors.items()}
-    reads = sum(v for t, v in size.items() if t not in produced)
-    writes = sum(v for t, v in size.items() if t in produced)
+    reads = sum(v * wl.bits(t) for t, v in size.items() if t not in produced)
+    writes = sum(v * _least_bits(wl, t) for t, v in size.items() if t in produced)
     return reads, writes
 
 
 def fewest_words(inst: Instance, names, fusion: int | None) -> dict[int, tuple[int, int]]:
-    """(reads, writes) every mapping of the segment moves at DRAM and at the fusion level: a redundant cut.
+    """(read bits, write bits) every mapping of the segment moves at DRAM and at the fusion level: a redundant cut
+    (divide by a level's word and bandwidth for cycles).
 
     DRAM: see `dram_words`. A group intermediate lives at the fusion level (one instance, by construction of the
     plans): written there at least once, and read from there at least once by each member that consumes it (no
@@ -50,7 +56,7 @@ def fewest_words(inst: Instance, names, fusion: int | None) -> dict[int, tuple[i
         for t in group_intermediates(wl, names):
             size = prod(wl.ranks[r] for r in next(e.output.ranks for e in einsums if e.output.tensor == t))
             readers = sum(1 for e in einsums if any(i.tensor == t for i in e.inputs))
-            reads += size * readers
-            writes += size
+            reads += size * readers * wl.bits(t)
+            writes += size * _least_bits(wl, t)
         out[fusion] = (reads, writes)
     return out

@@ -19,8 +19,8 @@ from math import prod
 import numpy as np
 
 from mapsolve.model.evaluate import _counts_of, port_words
-from mapsolve.model.nest import Group, Nest, NestLoop
-from mapsolve.model.units import fj
+from mapsolve.model.nest import Group, Nest, NestLoop, formats
+from mapsolve.model.units import element_fj, fj
 
 BITS = 16                      # per-variable exponent field; exponents stay exact while |e| < 2**15
 _FULL = 1 << BITS
@@ -237,38 +237,41 @@ def _einsum_tensors(n: Nest) -> dict[str, list[str]]:
 
 
 def symbolic_nest(e, unit_name: str, path: list[int], group: Group, loops: list[NestLoop],
-                  keep: dict[str, list[int]], bounds: dict, memo: dict | None = None) -> Nest:
+                  keep: dict[str, list[int]], bounds: dict, memo: dict | None = None, wl=None) -> Nest:
     """A nest over symbolic factors; nests of one template (same loops) should share `memo`."""
     start: dict[int, int] = {}
     for pos in range(len(path)):
         start[pos] = next((i for i, lp in enumerate(loops) if lp.pos >= pos), len(loops))
-    n = _MemoNest(e, unit_name, path, loops, keep, group, bounds, start)
+    n = _MemoNest(e, unit_name, path, loops, keep, group, bounds, start, *formats(wl, e))
     n.memo = {} if memo is None else memo
     return n
 
 
 def tensor_quantities(inst, n: Nest, filled: set, own_cap_positions: list[int]) -> dict[str, dict]:
-    """Per tensor of `n`: energy (fJ), per-instance words at each bandwidth-limited (level, port), tiles at own
+    """Per tensor of `n`: energy (fJ), per-instance bits at each bandwidth-limited (level, port), tile bits at own
     levels.
 
     Everything comes out of `_counts_of` (docs/model.md §4) and `Nest.tile`/`Nest.inst`; energy and words follow
     `analyze` (§6): reads·read_fJ + writes·write_fJ, and (reads + writes) / inst per (level, tensor).
     """
     arch = inst.architecture
+    wb = inst.workload.word_bits
     counts = _counts_of(n, filled)
     out: dict[str, dict] = {t: {"energy": Poly(), "words": {}, "cap": {}} for t in n.keep}
     for (pos, t), c in counts.items():
         lv = arch.levels[n.path[pos]]
         q = out[t]
-        q["energy"] = q["energy"] + Poly.lift(c.reads) * fj(lv.read_pj) + Poly.lift(c.writes) * fj(lv.write_pj)
-        for port, _ in lv.ports:
-            w = Poly.lift(port_words(port, c.reads, c.writes)) // n.inst(pos)
+        bits = n.width(pos, t)
+        q["energy"] = q["energy"] + Poly.lift(c.reads) * element_fj(lv, "r", bits, wb) + \
+            Poly.lift(c.writes) * element_fj(lv, "w", bits, wb)
+        for port, _ in lv.ports:   # bits per instance; objective_columns divides by bandwidth x word
+            w = Poly.lift(port_words(port, c.reads, c.writes)) * bits // n.inst(pos)
             key = (n.path[pos], port)
             q["words"][key] = q["words"].get(key, Poly()) + w
     for t, kept in n.keep.items():
         for pos in own_cap_positions:
             if pos in kept:
-                out[t]["cap"][pos] = Poly.lift(n.tile(pos, t))
+                out[t]["cap"][pos] = Poly.lift(n.tile(pos, t)) * n.width(pos, t)
     return out
 
 

@@ -17,7 +17,7 @@ from math import prod
 
 import numpy as np
 
-from mapsolve.model.nest import group_intermediates
+from mapsolve.model.nest import group_copy_bits, group_intermediates
 from mapsolve.model.views import SharedDim, shared_dims
 
 
@@ -195,6 +195,7 @@ def buckets(inst, info: PlanInfo, prune: bool):
     per_rank = [tuple(f[:-1] for f in factorizations(wl.ranks[d.first], 0, fpos + 1)) for d in info.shared_dims]
     tensors = info.group_tensors
     tensor_keys = {t: info.tensor_keys(t) for t in tensors}
+    copy_bits = {t: group_copy_bits(wl, info.members, t) for t in tensors}
     keep_sets = []
     for t in tensors:
         backing = fpos if t in info.intermediates else 0
@@ -213,7 +214,8 @@ def buckets(inst, info: PlanInfo, prune: bool):
             ok = True
             for pos, li in enumerate(levels):
                 cap = arch.levels[li].capacity(wl.word_bits)
-                if cap is not None and sum(tile[(t, pos)] for t, k in zip(tensors, keeps) if pos in k) > cap:
+                if cap is not None and sum(tile[(t, pos)] * copy_bits[t]
+                                           for t, k in zip(tensors, keeps) if pos in k) > cap:
                     ok = False
                     break
             if not ok:

@@ -122,7 +122,7 @@ class Compiled:
         memo: dict = {}
         for i in range(n_max):
             keep = {t: list(o[min(i, len(o) - 1)]) for t, o in tpl.options.items()}
-            nest = symbolic_nest(e, us.unit.name, us.path, group, loops, keep, bounds, memo)
+            nest = symbolic_nest(e, us.unit.name, us.path, group, loops, keep, bounds, memo, wl)
             nest.acc_override = tpl.acc[min(i, len(tpl.acc) - 1)][0]
             q = tensor_quantities(inst, nest, set(filled0), own_cap)
             for t, o in tpl.options.items():

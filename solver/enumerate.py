@@ -85,9 +85,10 @@ def objective_columns(V: np.ndarray, layout: Layout, comps: list[str], inst) -> 
             k = int(layout.energy)
             parts = [V[:, k + i] for i in range(len(layout.units))]
             for i, (lv, port) in enumerate(layout.levels):
-                bw = dict(inst.architecture.levels[lv].ports)[port]
-                w = V[:, k + len(layout.units) + i]
-                parts.append(-((-w * bw.denominator) // bw.numerator))
+                level = inst.architecture.levels[lv]
+                bw = dict(level.ports)[port]
+                w = V[:, k + len(layout.units) + i]            # bits per instance
+                parts.append(-((-w * bw.denominator) // (bw.numerator * level.word(inst.workload.word_bits))))
             lat = parts[0]
             for p in parts[1:]:
                 lat = np.maximum(lat, p)
@@ -167,7 +168,9 @@ def _exact_object(inst) -> bool:
     wl, arch = inst.workload, inst.architecture
     ops = max(prod(wl.ranks[r] for r in set().union(*(set(t.ranks) for t in (e.output, *e.inputs))))
               for e in wl.einsums)
-    e_max = max(max(fj(lv.read_pj), fj(lv.write_pj)) for lv in arch.levels)
+    widest = max([wl.word_bits] + [max(wl.bits(t), wl.accumulator_bits(t)) for e in wl.einsums for t in e.tensors])
+    e_max = max(max(fj(lv.read_pj), fj(lv.write_pj)) * -(-widest // lv.word(wl.word_bits)) * widest
+                for lv in arch.levels)   # per element; widest also covers bits per word moved
     e_max = max(e_max, max(fj(c.energy_pj) for u in arch.compute_units for c in u.ops.values()), 1)
     return ops ** 3 * e_max * 1000 >= 2 ** 62
 

@@ -37,9 +37,10 @@ def _floor(inst: Instance, names, component: str, unit: int = 1) -> int:
                                                          for u in capable[e.name]) for e in einsums)
     floor = max(min(fewest_cycles(inst, e, u) for u in capable[e.name]) for e in einsums)
     reads, writes = dram_words(inst, names, fused=len(names) > 1)
+    word = arch.levels[0].word(wl.word_bits)
     for port, bw in arch.levels[0].ports:
-        words = port_words(port, reads, writes)
-        floor = max(floor, -(-words * bw.denominator // bw.numerator))
+        bits = port_words(port, reads, writes)
+        floor = max(floor, -(-bits * bw.denominator // (bw.numerator * word)))
     return floor
 
 
@@ -99,10 +100,7 @@ def _merge(old: SegmentResult, new: SegmentResult) -> SegmentResult:
 def energy_in_units(inst: Instance, evaluation: Result, unit: int) -> tuple[int, int]:
     """The evaluator's counts priced with per-access and per-op energies rounded to `unit` fJ, and the exact
     difference from the true energy in fJ. With unit 1 this is the evaluator's energy, difference 0."""
-    levels = {lv.name: lv for lv in inst.architecture.levels}
-    total = 0
-    for (lv, _t), c in evaluation.counts.items():
-        total += c.reads * to_unit(fj(levels[lv].read_pj), unit) + c.writes * to_unit(fj(levels[lv].write_pj), unit)
+    total = sum(n * to_unit(e, unit) for n, e in evaluation.access_energies)   # per element, at its width
     total += sum(ops * to_unit(op_fj, unit) for ops, op_fj in evaluation.op_energies)
     return total, evaluation.energy_fj - total * unit
 

@@ -19,13 +19,13 @@ count of docs/model.md §4, gated by the residency Booleans that make the count 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import prod
+from math import gcd, prod
 
 from mapsolve.model.evaluate import port_words
-from mapsolve.model.nest import group_intermediates
+from mapsolve.model.nest import group_copy_bits, group_intermediates
 from mapsolve.model.views import SharedDim, shared_dims
 from mapsolve.model.spec import EinsumMapping, FusedGroup, Instance
-from mapsolve.model.units import fj
+from mapsolve.model.units import element_fj, fj
 
 from .bounds import fewest_cycles, fewest_words
 from .exact import Exact, ExpVar, Expo
@@ -369,18 +369,28 @@ class SegmentModel:
     # ======================================================================================================
     # Costs
     # ======================================================================================================
-    def _flow(self, level: int, kind: str, sign: int, expo: Expo, gate: list, inst: Expo) -> None:
-        """Words read or written at architecture level `level`: energy, and per-instance traffic if limited."""
+    def _flow(self, level: int, kind: str, sign: int, expo: Expo, gate: list, inst: Expo, bits) -> None:
+        """Elements read or written at architecture level `level`: energy, and per-instance bits if limited.
+
+        `bits` is the element width, or for an output whose width depends on the mapping a pair
+        (partial-sum literal, {True: accumulator bits, False: bits}): the flow is then split on the literal."""
+        if isinstance(bits, tuple):
+            lit, widths = bits
+            if not isinstance(lit, int) and widths[True] != widths[False]:
+                self._flow(level, kind, sign, expo, gate + [lit], inst, widths[True])
+                self._flow(level, kind, sign, expo, gate + [_neg(lit)], inst, widths[False])
+                return
+            bits = widths[bool(lit)] if isinstance(lit, int) else widths[False]
         lv = self.arch.levels[level]
         b = self.x.all_of(gate)
         if isinstance(b, int) and b == 0:
             return
         value = self.x.gate(b, self.x.monomial(1, expo))
-        self.energy_terms.append((sign * fj(lv.read_pj if kind == "r" else lv.write_pj), value))
+        self.energy_terms.append((sign * element_fj(lv, kind, bits, self.wl.word_bits), value))
         for port, _ in lv.ports:
             if kind in port:
                 per_inst = self.x.gate(b, self.x.monomial(1, expo - inst))
-                self.words.setdefault((level, port), []).append((sign, per_inst))
+                self.words.setdefault((level, port), []).append((sign * bits, per_inst))
 
     def _pairs(self, keep: dict, t: str, positions: list[int]):
         """(parent, child, literal list) for every pair of kept positions with nothing kept between."""
@@ -410,6 +420,39 @@ class SegmentModel:
             acc[child] = self.x.any_of(terms)
         return acc
 
+    def _partial(self, c: Cand, o: str, ranks: list[str], positions: list[int], acc: dict) -> dict[int, object]:
+        """Per position: the literal "holds partial sums of the output here" (`Nest.partial`): the Einsum reduces,
+        and the position is the innermost kept one (the units' updates arrive) or the next kept one below drains
+        values that are not final (its residencies come back, or it accumulates)."""
+        e = c.einsum
+        if prod(self.wl.ranks[r] for r in set(e.space) - set(ranks)) <= 1:
+            return {pos: 0 for pos in positions}
+        out = {}
+        for pos in positions:
+            terms = [self.x.all_of(self._innermost(c.keep, o, positions, pos))]
+            for parent, child, lits in self._pairs(c.keep, o, positions):
+                if parent == pos:
+                    terms.append(self.x.all_of([*lits, self.x.any_of([self._revisits(c, child, ranks),
+                                                                       acc[child]])]))
+            out[pos] = self.x.any_of(terms)
+        return out
+
+    def _revisits(self, c: Cand, pos: int, ranks: list[str]):
+        """Literal: a loop the tensor lacks, of factor > 1, is outside its reuse run above `pos` (`Nest.revisits`)."""
+        lits = []
+        for s in self._temporal_above(c.slots, pos):
+            if s.rank in ranks or not s.exps:
+                continue
+            lits.append(self.x.all_of([self._counted(c, c.slots, pos, ranks, s), s.nonunit]))
+        return self.x.any_of(lits)
+
+    def _fits(self, live: list[tuple[int, object]], cap: int, enforce=None) -> None:
+        """Σ bits · tile <= capacity in bits, divided through by the gcd (one width: the word count)."""
+        g = gcd(cap, *(b for b, _ in live)) or 1
+        ct = self.m.add(sum(b // g * v for b, v in live) <= cap // g)
+        if enforce is not None:
+            ct.only_enforce_if(enforce)
+
     def _spatial_nonunit(self, slot: Slot):
         if slot.nonunit is None:
             self._nonunit(slot)
@@ -423,6 +466,7 @@ class SegmentModel:
         in_group = self.fusion is not None
         for tref in c.einsum.inputs:
             t, ranks = tref.tensor, tref.ranks
+            bits = self.wl.bits(t)
             size = self.tensor_size_expo(ranks)
             irr_all = self.tensor_size_expo([r for r in space if r not in ranks])
             for parent, child, lits in self._pairs(c.keep, t, positions):
@@ -431,44 +475,48 @@ class SegmentModel:
                 irr_s = self._spatial(slots, 0, child, ranks, None)
                 irr_t = self._irr_temporal(c, slots, child, ranks)
                 mc = self._spatial(slots, parent, child, ranks, "multicast")
-                self._flow(path[child], "w", 1, size + irr_s + irr_t, lits + [ch], inst[child])
-                self._flow(path[parent], "r", 1, size + irr_s - mc + irr_t, lits + [ch], inst[parent])
+                self._flow(path[child], "w", 1, size + irr_s + irr_t, lits + [ch], inst[child], bits)
+                self._flow(path[parent], "r", 1, size + irr_s - mc + irr_t, lits + [ch], inst[parent], bits)
             for pos in positions:
                 lits = self._innermost(c.keep, t, positions, pos)
                 mc = self._spatial(slots, pos, None, ranks, "multicast")
-                self._flow(path[pos], "r", 1, size + irr_all - mc, lits + [ch], inst[pos])
+                self._flow(path[pos], "r", 1, size + irr_all - mc, lits + [ch], inst[pos], bits)
         o, ranks = c.einsum.output.tensor, c.einsum.output.ranks
         size = self.tensor_size_expo(ranks)
         irr_all = self.tensor_size_expo([r for r in space if r not in ranks])
         acc = self._accumulates(c, o, ranks, positions)
         drains = {pos: size + self._spatial(slots, 0, pos, ranks, None) + self._irr_temporal(c, slots, pos, ranks)
                   for pos in positions[1:]}
+        partial = self._partial(c, o, ranks, positions, acc)
+        widths = {True: self.wl.accumulator_bits(o), False: self.wl.bits(o)}
+        w = {pos: (partial[pos], widths) for pos in positions}   # the output's width at each position
         for pos in positions:
             lits = self._innermost(c.keep, o, positions, pos)
             rd = self._spatial(slots, pos, None, ranks, "reduction")
             for kind in ("r", "w"):
-                self._flow(path[pos], kind, 1, size + irr_all - rd, lits + [ch], inst[pos])
+                self._flow(path[pos], kind, 1, size + irr_all - rd, lits + [ch], inst[pos], w[pos])
             # element-residencies that start with no value (their first update is a plain write): the first
             # visits, or every residency where the parent accumulates
             first_visits = size + self._spatial(slots, 0, pos, ranks, None)
-            self._flow(path[pos], "r", -1, first_visits, [c.keep[(o, pos)], _neg(acc[pos]), ch], inst[pos])
+            self._flow(path[pos], "r", -1, first_visits, [c.keep[(o, pos)], _neg(acc[pos]), ch], inst[pos], w[pos])
             if pos in drains:
-                self._flow(path[pos], "r", -1, drains[pos], [c.keep[(o, pos)], acc[pos], ch], inst[pos])
+                self._flow(path[pos], "r", -1, drains[pos], [c.keep[(o, pos)], acc[pos], ch], inst[pos], w[pos])
         for parent, child, lits in self._pairs(c.keep, o, positions):
             visits = size + self._spatial(slots, 0, child, ranks, None)
             g = lits + [ch]
             readback = g + [_neg(acc[child])]
             accumulate = g + [acc[child]]
-            self._flow(path[child], "r", 1, drains[child], g, inst[child])          # drains read out of the child
-            self._flow(path[child], "w", 1, drains[child], readback, inst[child])   # read-backs written (= D - V)
-            self._flow(path[child], "w", -1, visits, readback, inst[child])
+            wc, wp = w[child], w[parent]
+            self._flow(path[child], "r", 1, drains[child], g, inst[child], wc)          # drains read out
+            self._flow(path[child], "w", 1, drains[child], readback, inst[child], wc)   # read-backs (= D - V)
+            self._flow(path[child], "w", -1, visits, readback, inst[child], wc)
             # read-back: the parent serves D - V read-backs, and of the D drains arriving the D - V that carry
             # their sums are plain writes, so its update reads are V - (its own empty residencies): D reads here
-            self._flow(path[parent], "r", 1, drains[child], readback, inst[parent])
+            self._flow(path[parent], "r", 1, drains[child], readback, inst[parent], wp)
             # accumulate: every arriving drain is a read-modify-write but the parent's empty residencies
             arriving = drains[child] - self._spatial(slots, parent, child, ranks, "reduction")
-            self._flow(path[parent], "r", 1, arriving, accumulate, inst[parent])
-            self._flow(path[parent], "w", 1, arriving, g, inst[parent])
+            self._flow(path[parent], "r", 1, arriving, accumulate, inst[parent], wp)
+            self._flow(path[parent], "w", 1, arriving, g, inst[parent], wp)
         # compute
         cost = c.unit.ops[c.einsum.op]
         ops = prod(self.wl.ranks[r] for r in space)
@@ -493,9 +541,18 @@ class SegmentModel:
             cap = self.arch.levels[path[pos]].capacity(self.wl.word_bits)
             if cap is None:
                 continue
-            live = [self.x.gate(c.keep[(t, pos)], self.x.monomial(1, self._tile(slots, pos, r)))
-                    for t, r in c.tensors.items()]
-            self.m.add(sum(live) <= cap).only_enforce_if(ch)
+            live = []
+            for t, r in c.tensors.items():
+                tile = self.x.monomial(1, self._tile(slots, pos, r))
+                if t == o and widths[True] != widths[False] and not isinstance(partial[pos], int):
+                    live.append((widths[True], self.x.gate(self.x.all_of([c.keep[(t, pos)], partial[pos]]), tile)))
+                    live.append((widths[False], self.x.gate(self.x.all_of([c.keep[(t, pos)], _neg(partial[pos])]),
+                                                            tile)))
+                else:
+                    bits = widths[bool(partial[pos])] if t == o and isinstance(partial[pos], int) else \
+                        (widths[False] if t == o else self.wl.bits(t))
+                    live.append((bits, self.x.gate(c.keep[(t, pos)], tile)))
+            self._fits(live, cap, ch)
 
     def _group_terms(self) -> None:
         """Fills of the group's shared copies (F and above), and their capacity."""
@@ -516,16 +573,17 @@ class SegmentModel:
             size = self.tensor_size_expo(ranks)
             for parent, child, lits in self._pairs(self.group_keep, t, positions):
                 irr_t = self._irr_temporal(None, self.member_shared[seen_by[t]], child, ranks)
-                self._flow(levels[child], "w", 1, size + irr_t, lits, zero)
-                self._flow(levels[parent], "r", 1, size + irr_t, lits, zero)
+                self._flow(levels[child], "w", 1, size + irr_t, lits, zero, self.wl.bits(t))
+                self._flow(levels[parent], "r", 1, size + irr_t, lits, zero, self.wl.bits(t))
         for pos, level in enumerate(levels):
             cap = self.arch.levels[level].capacity(self.wl.word_bits)
             if cap is None:
                 continue
-            live = [self.x.gate(self.group_keep[(t, pos)],
-                                self.x.monomial(1, self._tile(self.member_shared[seen_by[t]], pos, r)))
+            live = [(group_copy_bits(self.wl, self.einsums, t),
+                     self.x.gate(self.group_keep[(t, pos)],
+                                 self.x.monomial(1, self._tile(self.member_shared[seen_by[t]], pos, r))))
                     for t, r in tensors.items()]
-            self.m.add(sum(live) <= cap)
+            self._fits(live, cap)
 
     # ======================================================================================================
     # Objectives
@@ -548,18 +606,41 @@ class SegmentModel:
             parts.append(tv)
         fewest = fewest_words(self.inst, self.names, self.fusion)
         for (level, port), words in self.words.items():
-            bw = dict(self.arch.levels[level].ports)[port]
-            ub = sum(self.x.ub(v) for s, v in words if s > 0)
-            total = sum(s * v for s, v in words)
+            lv = self.arch.levels[level]
+            bw = dict(lv.ports)[port]
+            # bits moved over bw words of the level's access width per cycle; divided through by the gcd of the
+            # widths and the word, so one width throughout gives the plain word count
+            g = gcd(lv.word(self.wl.word_bits), *(s for s, _ in words))
+            ub = sum(s // g * self.x.ub(v) for s, v in words if s > 0)
+            total = sum(s // g * v for s, v in words)
             least = port_words(port, *fewest.get(level, (0, 0)))
             if least:
-                self.m.add(total >= least)  # redundant: lets the relaxation see transfer time
-            parts.append(self.x.ceil_div(total, ub, bw.numerator, bw.denominator,
-                                         f"transfer time of {self.arch.levels[level].name}"))
+                self.m.add(total >= -(-least // g))  # redundant: lets the relaxation see transfer time
+            most = self._most_bits() // g
+            if most < ub:   # the terms' bounds add up loosely (most exclude each other): bound the sum itself
+                moved = self.m.new_int_var(0, most, f"moved at {lv.name}")
+                self.m.add(moved == total)
+                total, ub = moved, most
+            word = lv.word(self.wl.word_bits) // g
+            parts.append(self.x.ceil_div(total, ub, bw.numerator * word, bw.denominator,
+                                         f"transfer time of {lv.name}"))
         lat = self.m.new_int_var(0, max(self.x.ub(p) for p in parts), "latency")
         self.m.add_max_equality(lat, parts)
         self._latency = lat
         return lat
+
+    def _most_bits(self) -> int:
+        """Bits any mapping of the segment can move at one level instance, at most: per Einsum and tensor a level
+        is filled at most once per operation and serves at most one read per operation (inputs: 2 accesses per
+        op); an output gets at most one update, one update read, one drain, one read-back written and one served
+        per op (5, rounded up to 6), at its widest width. Physical, so valid whatever the loose term bounds say."""
+        total = 0
+        for e in self.einsums:
+            ops = prod(self.wl.ranks[r] for r in e.space)
+            o = e.output.tensor
+            total += ops * (sum(2 * self.wl.bits(t.tensor) for t in e.inputs) +
+                            6 * max(self.wl.bits(o), self.wl.accumulator_bits(o)))
+        return total
 
     def decode(self, value) -> tuple[list[EinsumMapping], FusedGroup | None]:
         """Turn a solution (`value(var)` callable) into mapping spec objects (solver/decode.py)."""

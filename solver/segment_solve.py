@@ -236,9 +236,11 @@ def _diagnose(inst: Instance, names, fname) -> str:
             if e.name not in names:
                 continue
             must = [t.tensor for t in (e.output, *e.inputs) if t.tensor in lv.must_keep]
-            if len(must) > cap:
-                return f"einsum {e.name}: level {lv.name} must keep {must} (one word each at least); capacity is {cap}"
+            if sum(wl.bits(t) for t in must) > cap:
+                return (f"einsum {e.name}: level {lv.name} must keep {must} (one element each at least); "
+                        f"capacity is {cap} bits")
     if fname is not None:
+        cap = next(lv for lv in arch.levels if lv.name == fname).capacity(wl.word_bits)
         return (f"fusing {'+'.join(names)} at {fname}: no tiling of the shared loops makes the intermediates' "
-                f"tiles fit {fname}'s capacity of {next(lv for lv in arch.levels if lv.name == fname).capacity(wl.word_bits)} words")
+                f"tiles fit {fname}'s capacity of {cap} bits")
     return f"einsum {names[0]}: no tiling fits the capacities of its levels"

@@ -19,7 +19,7 @@ set of element coordinates, and counts each word that moves:
 * a consumer reading an element of an intermediate that has not received all its contributions raises
   `FusionAcrossReduction`.
 
-Peak live words per level instance, energy (integer fJ) and latency (integer cycles, per docs §6 with per-instance
+Peak live bits (and words) per level instance, energy (integer fJ) and latency (integer cycles, per docs §6 with per-instance
 traffic and one exact rounding per (group, level, port)) are derived from these literal counts.
 
 It is deliberately slow and simple: meant for instances with at most a few thousand iteration points.
@@ -89,6 +89,7 @@ class Nest:
     ops: int
     fusion_pos: int | None                 # path position of the group's fusion level
     accumulate: dict = None                # output -> kept position -> the parent accumulates its drains
+    group_members: tuple = ()              # the Einsums of its fused group
 
     def tensor_ranks(self, t: str) -> list[str]:
         if t == self.output:
@@ -192,7 +193,7 @@ def _build_nest(inst: Instance, mapping: Mapping, ename: str, group) -> Nest:
         accumulate[e.output.tensor][k] = spread or accumulate[e.output.tensor].get(p, False)
     return Nest(ename, e.op, em.compute_unit, path, loops, temporal, spatial, shared_count,
                 e.output.tensor, list(e.output.ranks), [(i.tensor, list(i.ranks)) for i in e.inputs], kept,
-                meshes, space, ops, fpos, accumulate)
+                meshes, space, ops, fpos, accumulate, tuple(group.einsums) if group is not None else ())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -209,6 +210,9 @@ class Entry:
     dirty: bool                     # holds output data that must be drained when evicted
     parent: tuple | None = None     # (level index, instance) the tile drains to
     nonred: tuple = ()              # positions on non-reduction meshes between parent and this instance
+    owner: str = ""                 # the Einsum that created it
+    bits: int = 0                   # width of its elements here (an output's partial sums: accumulator width)
+    cap_bits: int = 0               # width it occupies (a fused group's copy: docs §5's group copy width)
     back: frozenset = frozenset()   # output elements whose partial sums were read back into this residency
     valued: set = None              # output elements that hold a value here (read back, or updated already)
 
@@ -238,12 +242,18 @@ class SimResult:
     groups: list[SimGroup]
     energy_fj: int
     latency_cycles: int
+    peak_bits: dict[str, int] = None   # live bits per level instance at worst (peak: in words, rounded up)
 
 
 class Simulator:
-    def __init__(self, inst: Instance, mapping: Mapping):
+    def __init__(self, inst: Instance, mapping: Mapping, out_bits: dict | None = None):
         self.inst = inst
         self.mapping = mapping
+        # (einsum, path position) -> width of its output there; None on the first pass, which only finds out
+        # which kept levels drain an element more than once (`drained_twice`)
+        self.out_bits = out_bits
+        self.drain_times: dict[tuple[str, int], dict[tuple, int]] = defaultdict(lambda: defaultdict(int))
+        self.energy = 0
         self.arch = inst.architecture
         self.wl = inst.workload
         self.counts: dict[tuple[int, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
@@ -263,23 +273,31 @@ class Simulator:
         self.producer = {e.output.tensor: e.name for e in self.wl.einsums}
 
     # ---------------- primitive counters ----------------
-    def _bump(self, level: int, inst: tuple, t: str, what: str, n: int = 1) -> None:
+    def _bump(self, level: int, inst: tuple, t: str, what: str, n: int = 1, bits: int = 0) -> None:
         if n == 0:
             return
         self.counts[(level, t)][what] += n
         if what in ("reads", "writes"):
-            self.traffic[(level, inst, what)] += n
+            assert bits > 0
+            self.traffic[(level, inst, what)] += n * bits
+            self.energy += n * element_fj(self.arch.levels[level], what[0], bits, self.wl.word_bits)
 
     def _arrive_update(self, level: int, inst: tuple, t: str, elt: tuple, carries_old: bool = False) -> None:
         """An update arrives: a read-modify-write if the element already holds a value in this residency, a
         plain write if it holds none or if the update already carries the old partial sum (a read-back drain)."""
-        self._bump(level, inst, t, "updates")
-        self._bump(level, inst, t, "writes")
         ent = self.resident[(level, inst, t)]
+        self._bump(level, inst, t, "updates")
+        self._bump(level, inst, t, "writes", bits=ent.bits)
         if elt in ent.valued and not carries_old:
             self._bump(level, inst, t, "update_reads")
-            self._bump(level, inst, t, "reads")
+            self._bump(level, inst, t, "reads", bits=ent.bits)
         ent.valued.add(elt)
+
+    def _out_bits(self, n: Nest, k: int) -> int:
+        """Width of Einsum n's output at path position k (the first pass counts elements at final width)."""
+        if self.out_bits is None:
+            return self.wl.bits(n.output)
+        return self.out_bits[(n.name, k)]
 
     # ---------------- geometry ----------------
     @staticmethod
@@ -344,7 +362,8 @@ class Simulator:
                 if pent is None or elt not in pent.tile:
                     raise SimulatorError(f"drain of {ent.tensor}{elt} to a parent that does not hold it")
                 self._bump(ent.level, ent.inst, ent.tensor, "drains")
-                self._bump(ent.level, ent.inst, ent.tensor, "reads")
+                self._bump(ent.level, ent.inst, ent.tensor, "reads", bits=ent.bits)
+                self.drain_times[(ent.owner, ent.level)][elt] += 1
                 self.drained[child].add(elt)
                 key = (ev, "drain", plevel, pinst, ent.tensor, elt, ent.nonred)
                 if key in self.seen:
@@ -353,7 +372,7 @@ class Simulator:
                     self.seen.add(key)
                     self._arrive_update(plevel, pinst, ent.tensor, elt, carries_old=elt in ent.back)
         del self.resident[(ent.level, ent.inst, ent.tensor)]
-        self.live[(ent.level, ent.inst)] -= len(ent.tile)
+        self.live[(ent.level, ent.inst)] -= len(ent.tile) * ent.cap_bits
 
     def _flush(self, predicate, ev: int) -> None:
         victims = [ent for ent in self.resident.values() if predicate(ent)]
@@ -393,7 +412,13 @@ class Simulator:
             chain = n.kept[t]
             idx = chain.index(k)
             is_out = t == n.output
-            ent = Entry(level, inst, t, tile, dirty=is_out and idx > 0)
+            width = self._out_bits(n, k) if is_out else self.wl.bits(t)
+            room = width
+            if n.fusion_pos is not None and k <= n.fusion_pos:   # a group copy: sized for partial sums if a
+                room = self.wl.bits(t)                           # member produces it by a reduction
+                if self.producer.get(t) in n.group_members and self.expected[t] > 1:
+                    room = max(room, self.wl.accumulator_bits(t))
+            ent = Entry(level, inst, t, tile, dirty=is_out and idx > 0, bits=width, cap_bits=room, owner=n.name)
             if idx > 0:
                 p = chain[idx - 1]
                 plevel, pinst = n.path[p], self._inst(positions, p)
@@ -409,21 +434,21 @@ class Simulator:
                     ent.back, ent.valued = back, set(back)
                     self._bump(level, inst, t, "fills", len(back))
                     self._bump(level, inst, t, "readbacks", len(back))
-                    self._bump(level, inst, t, "writes", len(back))
-                    self._bump(plevel, pinst, t, "reads", len(back))
+                    self._bump(level, inst, t, "writes", len(back), bits=width)
+                    self._bump(plevel, pinst, t, "reads", len(back), bits=pent.bits)
                 else:
                     nonmc = self._key_between(n, positions, p, k, "multicast")
                     for elt in sorted(tile):
                         self._bump(level, inst, t, "fills")
-                        self._bump(level, inst, t, "writes")
+                        self._bump(level, inst, t, "writes", bits=width)
                         key = (ev, "fill", plevel, pinst, t, elt, nonmc)
                         if key in self.seen:
                             self._bump(plevel, pinst, t, "multicast")
                         else:
                             self.seen.add(key)
-                            self._bump(plevel, pinst, t, "reads")
+                            self._bump(plevel, pinst, t, "reads", bits=width)   # read as an input
             self.resident[(level, inst, t)] = ent
-            self.live[(level, inst)] += len(tile)
+            self.live[(level, inst)] += len(tile) * room
             touched.add((level, inst))
         for level, inst in touched:
             self.peak[level] = max(self.peak[level], self.live[(level, inst)])
@@ -449,7 +474,7 @@ class Simulator:
                     self._bump(n.path[L], linst, t, "multicast")
                 else:
                     self.seen.add(key)
-                    self._bump(n.path[L], linst, t, "reads")
+                    self._bump(n.path[L], linst, t, "reads", bits=self.wl.bits(t))
             o = n.output
             elt = tuple(c[r] for r in n.out_ranks)
             self.contrib[o][elt] += 1
@@ -552,9 +577,10 @@ class Simulator:
                     ports = {k: (rw[what], bw) for k, what, bw in (("r", "reads", lv.read_bandwidth),
                                                                     ("w", "writes", lv.write_bandwidth))
                              if bw is not None}
-                for k, (words, bw) in ports.items():
-                    if words:
-                        cyc = math.ceil(Fraction(words) / Fraction(bw))
+                word = lv.access_bits or self.wl.word_bits
+                for k, (moved, bw) in ports.items():     # bits moved, at bw words of `word` bits per cycle
+                    if moved:
+                        cyc = math.ceil(Fraction(moved) / (Fraction(bw) * word))
                         per_port[(lv.name, k)] = max(per_port.get((lv.name, k), 0), cyc)
             for (name, _), cyc in per_port.items():
                 g_levels[name] = max(g_levels.get(name, 0), cyc)
@@ -565,13 +591,38 @@ class Simulator:
         for (level, t), c in self.counts.items():
             lv = self.arch.levels[level]
             counts[(lv.name, t)] = dict(c)
-            energy += c["reads"] * fj(lv.read_pj) + c["writes"] * fj(lv.write_pj)
-        energy += sum(unit_energy.values())
-        peak = {self.arch.levels[i].name: v for i, v in self.peak.items()}
+        energy = self.energy + sum(unit_energy.values())
+        peak_bits = {self.arch.levels[i].name: v for i, v in self.peak.items()}
+        peak = {self.arch.levels[i].name: -(-v // (self.arch.levels[i].access_bits or self.wl.word_bits))
+                for i, v in self.peak.items()}
         return SimResult(counts, ops, steps, dict(unit_ops), dict(unit_cycles), dict(unit_energy), peak, groups,
-                         energy, sum(g.latency_cycles for g in groups))
+                         energy, sum(g.latency_cycles for g in groups), peak_bits)
+
+
+def element_fj(level, kind: str, bits: int, word_bits: int) -> int:
+    """docs §6: an access of the level's word carries word // bits whole elements (energy per element rounded up
+    to a whole fJ), a wider element takes ceil(bits / word) accesses."""
+    e = fj(level.read_pj if kind == "r" else level.write_pj)
+    word = level.access_bits or word_bits
+    return math.ceil(Fraction(e, word // bits)) if bits <= word else e * math.ceil(Fraction(bits, word))
 
 
 def simulate(inst: Instance, mapping: Mapping) -> SimResult:
-    """Run the mapping literally; raises FusionAcrossReduction or SimulatorError."""
-    return Simulator(inst, mapping).run()
+    """Run the mapping literally; raises FusionAcrossReduction or SimulatorError.
+
+    Twice: the first run finds which kept levels drain some element more than once (its values are then partial
+    sums at the next kept level up); the second counts bits with every output at its width (docs §1: an output is
+    held at accumulator width where the units' updates arrive, if it reduces, and where such drains arrive)."""
+    first = Simulator(inst, mapping)
+    first.run()
+    widths = {}
+    wl = inst.workload
+    for names, g in first._groups():
+        for name in names:
+            n = _build_nest(inst, mapping, name, g)
+            kept = n.kept[n.output]
+            for i, k in enumerate(kept):
+                partial = first.expected[n.output] > 1 and (
+                    i == len(kept) - 1 or any(v > 1 for v in first.drain_times[(name, n.path[kept[i + 1]])].values()))
+                widths[(name, k)] = wl.accumulator_bits(n.output) if partial else wl.bits(n.output)
+    return Simulator(inst, mapping, widths).run()

@@ -24,8 +24,8 @@ from fractions import Fraction
 from hypothesis import assume, strategies as st
 
 from mapsolve.model.spec import (Architecture, ComputeUnit, Einsum, EinsumMapping, FusedGroup, Instance, Level,
-                                 LevelMapping, Loop, Mapping, Mesh, OpCost, SharedLoop, SpatialLoop, TensorRef,
-                                 Workload)
+                                 LevelMapping, Loop, Mapping, Mesh, OpCost, SharedLoop, SpatialLoop, TensorFormat,
+                                 TensorRef, Workload)
 
 BOUNDS = [1, 2, 3, 4, 5, 6, 7, 8, 12]
 MAX_POINTS = 500          # per Einsum
@@ -162,9 +162,19 @@ def workloads(draw) -> Workload:
                 ranks.append(r)
     bounds = {r: draw(st.sampled_from(BOUNDS)) for r in ranks}
     bounds = _fit_bounds(bounds, einsums)
+    formats = {}
+    if draw(st.integers(0, 2)) == 0:      # mixed widths: some tensors narrower or wider, wide partial sums
+        reducing = {e["out"][0] for e in einsums if set(_space(e)) - set(e["out"][1])}
+        names = sorted({t for e in einsums for t, _ in [e["out"], *e["inputs"]]})
+        for t in names:
+            bits = draw(st.sampled_from([None, None, 4, 8, 24, 32]))
+            acc = draw(st.sampled_from([None, 16, 32, 48])) if t in reducing else None
+            if bits is not None or acc is not None:
+                formats[t] = TensorFormat(bits=bits, accumulator_bits=acc)
     return Workload(
         ranks=bounds,
         word_bits=draw(st.sampled_from([8, 16, 32])),
+        tensors=formats,
         einsums=[Einsum(name=e["name"], output=TensorRef(tensor=e["out"][0], ranks=e["out"][1]),
                         inputs=[TensorRef(tensor=t, ranks=r) for t, r in e["inputs"]], op=e["op"])
                  for e in einsums])
@@ -212,7 +222,8 @@ def architectures(draw, wl: Workload) -> Architecture:
     if two_units:
         n_common = min(n_common, 2)
         tails = [u for u in ("U0", "U1") if draw(st.booleans())][: 3 - n_common]
-    levels = [Level(name="DRAM", read_pj=draw(_pj), write_pj=draw(_pj), **draw(_ports()))]
+    levels = [Level(name="DRAM", read_pj=draw(_pj), write_pj=draw(_pj), **draw(_ports()),
+                    access_bits=draw(st.sampled_from([None, None, None, 8, 64])))]
     names = [f"L{i}" for i in range(1, n_common + 1)] + [f"R{u}" for u in tails]
     serves = [None] * n_common + [[u] for u in tails]
     for i, (name, sv) in enumerate(zip(names, serves)):
@@ -228,8 +239,11 @@ def architectures(draw, wl: Workload) -> Architecture:
             may = sorted(draw(st.sets(st.sampled_from(tensors), min_size=1)))
         if draw(st.integers(0, 9)) == 0:
             must = sorted(draw(st.sets(st.sampled_from(may or tensors), max_size=2)))
+        if draw(st.integers(0, 3)) == 0:
+            kw["access_bits"] = draw(st.sampled_from([8, 16, 32, 64]))
         levels.append(Level(name=name, read_pj=draw(_pj), write_pj=draw(_pj), **draw(_ports()),
-                            mesh=Mesh() if i == 0 and draw(st.booleans()) else draw(meshes()), may_keep=may, must_keep=must, serves=sv, **kw))
+                            mesh=Mesh() if i == 0 and draw(st.booleans()) else draw(meshes()), may_keep=may,
+                            must_keep=must, serves=sv, **kw))
 
     def opcosts(sub):
         return {op: OpCost(energy_pj=draw(_pj), per_cycle=draw(_per_cycle)) for op in sub}
@@ -509,7 +523,7 @@ def renamings(draw, inst: Instance, mapping: Mapping):
 
     einsums = [Einsum(name=e.name, op=e.op, output=ref(e.name, e.output), inputs=[ref(e.name, t) for t in e.inputs])
                for e in wl.einsums]
-    new_inst = inst.model_copy(update={"workload": Workload(ranks=ranks, word_bits=wl.word_bits, einsums=einsums)})
+    new_inst = inst.model_copy(update={"workload": Workload(ranks=ranks, word_bits=wl.word_bits, tensors=wl.tensors, einsums=einsums)})
     ems = [EinsumMapping(einsum=em.einsum, compute_unit=em.compute_unit, levels=[
         LevelMapping(level=lm.level, keep=lm.keep,
                      temporal=[Loop(rank=ren(em.einsum, lp.rank), factor=lp.factor) for lp in lm.temporal],
@@ -537,7 +551,10 @@ def readback_cases(draw):
     parent element), with random meshes, capacities, bandwidths and keeps."""
     bounds = {"m": draw(st.sampled_from([2, 3, 4, 6])), "n": draw(st.sampled_from([1, 2, 3, 4])),
               "k": draw(st.sampled_from([2, 3, 4, 6]))}
-    wl = Workload(ranks=bounds, word_bits=draw(st.sampled_from([8, 16])), einsums=[Einsum(
+    formats = draw(st.sampled_from([{}, {"A": TensorFormat(bits=8), "B": TensorFormat(bits=8),
+                                          "Z": TensorFormat(bits=8, accumulator_bits=32)},
+                                    {"Z": TensorFormat(accumulator_bits=24)}]))
+    wl = Workload(ranks=bounds, word_bits=draw(st.sampled_from([8, 16])), tensors=formats, einsums=[Einsum(
         name="MM", op="mac", output=TensorRef(tensor="Z", ranks=["m", "n"]),
         inputs=[TensorRef(tensor="A", ranks=["m", "k"]), TensorRef(tensor="B", ranks=["k", "n"])])])
     arch = draw(architectures(wl))

@@ -59,9 +59,9 @@ def mismatches(inst: Instance, mapping: Mapping) -> list[str]:
             if sv != rv:
                 out.append(f"unit {u} {what}: simulator {sv}, evaluator {rv}")
     for lv in inst.architecture.levels:
-        sv, rv = sim.peak.get(lv.name, 0), res.capacity_required.get(lv.name, 0)
+        sv, rv = sim.peak_bits.get(lv.name, 0), res.capacity_bits_required.get(lv.name, 0)
         if sv != rv:
-            out.append(f"capacity {lv.name}: simulator peak {sv}, evaluator {rv}")
+            out.append(f"capacity {lv.name}: simulator peak {sv} bits, evaluator {rv}")
     if len(sim.groups) != len(res.groups):
         out.append(f"groups: simulator {len(sim.groups)}, evaluator {len(res.groups)}")
     else:
@@ -439,3 +439,25 @@ def test_shared_loop_over_a_name_that_means_another_dimension_is_rejected():
         analyze(inst, m)
     with pytest.raises(FusionAcrossReduction):
         simulate(inst, m)
+
+
+@pytest.mark.parametrize("dram_loops, dram_z_bits", [([], 8), ([("k", 2), ("m", 2)], 32)])
+def test_int8_operands_with_32_bit_partial_sums_by_hand(dram_loops, dram_z_bits):
+    # 8-bit words, Z accumulated in 32 bits. Buf receives the units' updates: Z is 32-bit there (4 accesses of 8
+    # bits per element). DRAM sees only final values (8-bit) unless the Buf tile of Z is revisited (k outside m at
+    # DRAM): then its drains are partial sums and DRAM holds Z at 32 bits too.
+    wl = {**MATMUL, "word_bits": 8, "tensors": {"Z": {"bits": 8, "accumulator_bits": 32}}}
+    inst = Instance.model_validate({"name": "int8", "workload": wl, "architecture": two_level()})
+    buf_loops = [("m", 2), ("n", 2), ("k", 2)] if not dram_loops else [("n", 2)]
+    m = Mapping.model_validate(matmul_mapping(dram_loops, buf_loops))
+    sim, res = both(inst, m)
+    # Buf tiles: everything at Buf: A 4, B 4 (8-bit), Z 4 (32-bit); with the DRAM loops: A 1, B 2, Z 2
+    want = 4 * 8 + 4 * 8 + 4 * 32 if not dram_loops else 1 * 8 + 2 * 8 + 2 * 32
+    assert sim.peak_bits["Buf"] == res.capacity_bits_required["Buf"] == want
+    assert res.capacity_required["Buf"] == want // 8
+    dram_z = res.counts[("DRAM", "Z")]
+    # DRAM energy of Z: 1 pJ per 8-bit read, 2 pJ per write; a 32-bit element is 4 accesses
+    per = dram_z_bits // 8
+    assert res.level_energy_fj[("DRAM", "Z")] == (dram_z.reads * 1000 + dram_z.writes * 2000) * per
+    buf_z = res.counts[("Buf", "Z")]
+    assert res.level_energy_fj[("Buf", "Z")] == (buf_z.reads * 100 + buf_z.writes * 200) * 4

@@ -123,9 +123,10 @@ def test_fewest_words_cut_is_valid(case):
     for g in res.groups:
         fusion = index[g.fusion_level] if g.fusion_level is not None else None
         for li, (reads, writes) in fewest_words(inst, g.einsums, fusion).items():
+            word = levels[li].word(inst.workload.word_bits)
             for port, bw in levels[li].ports:
-                words = port_words(port, reads, writes)
-                floor = -(-words * bw.denominator // bw.numerator)
+                words = port_words(port, reads, writes)       # bits
+                floor = -(-words * bw.denominator // (bw.numerator * word))
                 assert g.level_cycles.get(levels[li].name, 0) >= floor, \
                     (g, levels[li].name, port, words, case_json(inst, mapping, "latency"))
         # the search's bound for a segment not solved yet (solver/paths.py) holds for the group too
