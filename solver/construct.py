@@ -55,7 +55,11 @@ def single_einsum_instance(inst: Instance, name: str) -> Instance:
     levels = [lv.model_copy(update={
         "may_keep": None if lv.may_keep is None else [t for t in lv.may_keep if t in tensors],
         "must_keep": [t for t in lv.must_keep if t in tensors]}) for lv in inst.architecture.levels]
-    wl = Workload(ranks=dict(inst.workload.ranks), word_bits=inst.workload.word_bits, einsums=[e])
+    wl = Workload(ranks=dict(inst.workload.ranks), word_bits=inst.workload.word_bits, einsums=[e],
+                  tensors={t: f for t, f in inst.workload.tensors.items() if t in tensors
+                           and (t == e.output.tensor or f.accumulator_bits is None)} |
+                  {t: f.model_copy(update={"accumulator_bits": None}) for t, f in inst.workload.tensors.items()
+                   if t in tensors and t != e.output.tensor and f.accumulator_bits is not None})
     return inst.model_copy(update={"workload": wl,
                                    "architecture": inst.architecture.model_copy(update={"levels": levels})})
 

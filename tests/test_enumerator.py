@@ -124,10 +124,12 @@ def test_verify_shipped(name: str, objective: str):
     assert "verified" in proc.stdout
 
 
-def test_verify_shipped_views():
-    """tiny_block: projections read by QK and AV through views, fusable with them (energy only: ~1.5 min)."""
+@pytest.mark.parametrize("name", ["tiny_block", "tiny_int8"])
+def test_verify_shipped_model_fidelity(name: str):
+    """tiny_block: projections read by QK and AV through views, fusable with them; tiny_int8: 8-bit operands,
+    32-bit partial sums, 64-bit DRAM words. Energy only (~1.5 min each); latency was verified by hand."""
     proc = subprocess.run([sys.executable, "-m", "mapsolve.cli.main", "verify", str(ROOT / "instances" /
-                           "tiny_block.json"), "-o", "energy", "-q", "--deterministic-time", "300"],
+                           f"{name}.json"), "-o", "energy", "-q", "--deterministic-time", "300"],
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verified" in proc.stdout
