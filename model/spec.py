@@ -100,6 +100,37 @@ class Workload(Strict):
         f = self.tensors.get(tensor)
         return f.accumulator_bits if f is not None and f.accumulator_bits is not None else self.bits(tensor)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _same_names_same_dimensions(cls, data):
+        """A tensor listed with the same rank names in another order names the same dimensions (matched by name,
+        as they always were): put every such listing in the order the tensor was first listed, so dimensions are
+        positional from here on. Different names are a view, matched by position."""
+        if not isinstance(data, dict) or not isinstance(data.get("einsums"), list):
+            return data
+        first: dict[str, list] = {}
+
+        def fix(ref):
+            is_model = isinstance(ref, TensorRef)
+            name = ref.tensor if is_model else ref.get("tensor") if isinstance(ref, dict) else None
+            ranks = ref.ranks if is_model else ref.get("ranks") if isinstance(ref, dict) else None
+            if not isinstance(name, str) or not isinstance(ranks, list):
+                return ref
+            seen = first.setdefault(name, list(ranks))
+            if ranks != seen and sorted(map(str, ranks)) == sorted(map(str, seen)) and len(set(map(str, ranks))) == len(ranks):
+                return ref.model_copy(update={"ranks": list(seen)}) if is_model else {**ref, "ranks": list(seen)}
+            return ref
+
+        einsums = []
+        for e in data["einsums"]:
+            if isinstance(e, Einsum):
+                e = e.model_copy(update={"output": fix(e.output), "inputs": [fix(i) for i in e.inputs]})
+            elif isinstance(e, dict):
+                e = {**e, **({"output": fix(e["output"])} if "output" in e else {}),
+                     **({"inputs": [fix(i) for i in e["inputs"]]} if isinstance(e.get("inputs"), list) else {})}
+            einsums.append(e)
+        return {**data, "einsums": einsums}
+
     @field_validator("ranks")
     @classmethod
     def _positive_bounds(cls, ranks: dict[str, int]) -> dict[str, int]:

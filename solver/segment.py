@@ -414,8 +414,7 @@ class SegmentModel:
             for parent, ch_, lits in self._pairs(c.keep, o, positions):
                 if ch_ != child:
                     continue
-                spread = self.x.any_of([self._spatial_nonunit(s) for s in c.slots if s.spatial and
-                                        parent <= s.pos < child and s.rank not in ranks and s.exps])
+                spread = self._spread(c, parent, child, ranks)
                 terms.append(self.x.all_of([*lits, self.x.any_of([spread, acc.get(parent, 0)])]))
             acc[child] = self.x.any_of(terms)
         return acc
@@ -425,8 +424,9 @@ class SegmentModel:
         and the position is the innermost kept one (the units' updates arrive) or the next kept one below drains
         values that are not final (its residencies come back, or it accumulates)."""
         e = c.einsum
-        if prod(self.wl.ranks[r] for r in set(e.space) - set(ranks)) <= 1:
-            return {pos: 0 for pos in positions}
+        if prod(self.wl.ranks[r] for r in set(e.space) - set(ranks)) <= 1 or \
+                self.wl.bits(o) == self.wl.accumulator_bits(o):
+            return {pos: 0 for pos in positions}   # one width either way: no literal needed
         out = {}
         for pos in positions:
             terms = [self.x.all_of(self._innermost(c.keep, o, positions, pos))]
@@ -452,6 +452,23 @@ class SegmentModel:
         ct = self.m.add(sum(b // g * v for b, v in live) <= cap // g)
         if enforce is not None:
             ct.only_enforce_if(enforce)
+
+    def _spread(self, c: Cand, parent: int, child: int, ranks: list[str]):
+        """Literal: a spatial loop > 1 over a rank the tensor lacks sits at levels parent..child-1 (one Boolean
+        on the sum of those exponents, cached per range)."""
+        evs = [ev for s in c.slots if s.spatial and parent <= s.pos < child and s.rank not in ranks
+               for ev in s.exps.values()]
+        if not evs:
+            return 0
+        key = ("spread", tuple(sorted(ev.var.Index() for ev in evs)))
+        cache = self._selected_cache
+        if key not in cache:
+            b = self.m.new_bool_var("")
+            total = sum(ev.var for ev in evs)
+            self.m.add(total >= 1).only_enforce_if(b)
+            self.m.add(total == 0).only_enforce_if(~b)
+            cache[key] = b
+        return cache[key]
 
     def _spatial_nonunit(self, slot: Slot):
         if slot.nonunit is None:
@@ -496,18 +513,17 @@ class SegmentModel:
             for kind in ("r", "w"):
                 self._flow(path[pos], kind, 1, size + irr_all - rd, lits + [ch], inst[pos], w[pos])
             # element-residencies that start with no value (their first update is a plain write): the first
-            # visits, or every residency where the parent accumulates
+            # visits in read-back mode; in accumulate mode every residency (D), which cancels the D drains read
+            # out (below): there the level's reads are just the arrivals, with no negative term
             first_visits = size + self._spatial(slots, 0, pos, ranks, None)
             self._flow(path[pos], "r", -1, first_visits, [c.keep[(o, pos)], _neg(acc[pos]), ch], inst[pos], w[pos])
-            if pos in drains:
-                self._flow(path[pos], "r", -1, drains[pos], [c.keep[(o, pos)], acc[pos], ch], inst[pos], w[pos])
         for parent, child, lits in self._pairs(c.keep, o, positions):
             visits = size + self._spatial(slots, 0, child, ranks, None)
             g = lits + [ch]
             readback = g + [_neg(acc[child])]
             accumulate = g + [acc[child]]
             wc, wp = w[child], w[parent]
-            self._flow(path[child], "r", 1, drains[child], g, inst[child], wc)          # drains read out
+            self._flow(path[child], "r", 1, drains[child], readback, inst[child], wc)   # drains read out
             self._flow(path[child], "w", 1, drains[child], readback, inst[child], wc)   # read-backs (= D - V)
             self._flow(path[child], "w", -1, visits, readback, inst[child], wc)
             # read-back: the parent serves D - V read-backs, and of the D drains arriving the D - V that carry

@@ -162,6 +162,7 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
     t1 = time.perf_counter()
     pre: dict = {}
     det_used = 0.0
+    solved = False     # an interrupt can land before the first solve: then CP-SAT has no response to ask
     for k, comp in enumerate(components):
         left = seconds - (time.perf_counter() - t1)
         sm.m.minimize(exprs[comp])
@@ -173,6 +174,7 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
             break
         cb = _Progress(exprs[comp], on_solution) if on_solution and k == 0 else None
         status = solver.solve(sm.m, cb) if cb else solver.solve(sm.m)
+        solved = True
         det_used += solver.deterministic_time
         if k == 0:
             resp = solver.response_proto
@@ -216,7 +218,8 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
         status_name = "UNKNOWN"
     return SegmentResult(names, fname, status_name, values, (first_bound,), energy, latency, mapping,
                          time.perf_counter() - t1, build, model_size=size,
-                         conflicts=solver.num_conflicts, branches=solver.num_branches,
+                         conflicts=solver.num_conflicts if solved else 0,
+                         branches=solver.num_branches if solved else 0,
                          deterministic_time=det_used, presolve=pre)
 
 
