@@ -80,8 +80,9 @@ class Nest:
     def inst(self, pos: int) -> int:
         return prod(lp.factor for lp in self.loops[:self.start[pos]] if lp.spatial)
 
-    def reload(self, pos: int, tensor: str) -> int:
-        """R: product of the temporal loops above `pos` down to the innermost relevant non-unit one."""
+    def counted_loops(self, pos: int, tensor: str) -> list[NestLoop]:
+        """The temporal loops above `pos` that refetch the tensor's tile there (docs §3): outermost down to the
+        innermost relevant loop of factor > 1 (below F in a group, a shared loop counts as relevant)."""
         ranks = self.tensors[tensor]
         fpos = self.fpos()
         barrier_shared = fpos is not None and pos > fpos
@@ -90,20 +91,17 @@ class Nest:
         for i, lp in enumerate(above):
             if lp.factor > 1 and (lp.rank in ranks or (barrier_shared and lp.shared)):
                 cut = i + 1
-        return prod(lp.factor for lp in above[:cut])
+        return above[:cut]
+
+    def reload(self, pos: int, tensor: str) -> int:
+        """R: product of the temporal loops above `pos` down to the innermost relevant non-unit one."""
+        return prod(lp.factor for lp in self.counted_loops(pos, tensor))
 
     def revisits(self, pos: int, tensor: str) -> bool:
         """Whether a residency of the tensor at `pos` comes back: a loop the tensor lacks, of factor > 1, sits
         outside the innermost relevant loop above `pos` (R > Rrel; a shared loop below F counts, docs §3)."""
         ranks = self.tensors[tensor]
-        fpos = self.fpos()
-        barrier_shared = fpos is not None and pos > fpos
-        above = [lp for lp in self.loops[:self.start[pos]] if not lp.spatial]
-        cut = 0
-        for i, lp in enumerate(above):
-            if lp.factor > 1 and (lp.rank in ranks or (barrier_shared and lp.shared)):
-                cut = i + 1
-        return any(lp.rank not in ranks and lp.factor > 1 for lp in above[:cut])
+        return any(lp.rank not in ranks and lp.factor > 1 for lp in self.counted_loops(pos, tensor))
 
     def partial(self, pos: int, tensor: str) -> bool:
         """Whether kept position `pos` holds partial sums of this Einsum's output (docs/model.md §1): the Einsum
