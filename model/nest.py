@@ -22,6 +22,7 @@ class NestLoop:
     spatial: bool
     shared: bool = False
     mesh: Mesh | None = None  # the mesh a spatial loop spreads over
+    span: frozenset | None = None  # a shared loop: the group members it encloses
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,14 @@ class Group:
     einsums: tuple[str, ...]
     fusion_level: int | None      # architecture level index of F
     intermediates: frozenset[str]  # tensors produced and fully consumed inside the group
+    users: tuple = ()              # (tensor, frozenset of the members using it), for every group tensor
 
     @property
     def multi(self) -> bool:
         return self.fusion_level is not None and len(self.einsums) > 1
+
+    def users_of(self, tensor: str) -> frozenset:
+        return dict(self.users).get(tensor, frozenset(self.einsums))
 
 
 @dataclass
@@ -49,6 +54,7 @@ class Nest:
     start: dict[int, int] = field(default_factory=dict)  # path position -> index of its first loop
     formats: dict[str, tuple[int, int]] = field(default_factory=dict)  # tensor -> (bits, accumulator bits)
     reduces: bool = False                # the Einsum sums or maxes over a rank of bound > 1
+    frames: dict = field(default_factory=dict, repr=False)  # cache: tensor -> its group copy's (loops, start)
 
     # -- basic facts --------------------------------------------------------------------------------------
     @property
@@ -72,10 +78,38 @@ class Nest:
         """Path position of the fusion level, if fused with others."""
         return self.path.index(self.group.fusion_level) if self.group.multi else None
 
+    def frame(self, pos: int, tensor: str) -> tuple[list[NestLoop], dict[int, int]]:
+        """(loops, start) in which the tensor's tile at `pos` is measured (docs/model.md §3, nested fusion).
+
+        Below F: this Einsum's nest. At F and above in a fused group the tile is the group's copy, shared by every
+        member using the tensor, so only the shared loops enclosing all of them tile it; a shared loop enclosing
+        just some of them runs inside the copy's residency, as if it were a loop at F (the copy holds that loop's
+        whole extent). With every shared loop enclosing the whole group (flat fusion) this is the nest itself."""
+        fpos = self.fpos()
+        if fpos is None or pos > fpos:
+            return self.loops, self.start
+        got = self.frames.get(tensor)
+        if got is None:
+            users = self.group.users_of(tensor)
+            inner = [lp for lp in self.loops if lp.shared and lp.span is not None and not users <= lp.span]
+            if not inner:
+                got = (self.loops, self.start)
+            else:
+                common = [lp for lp in self.loops[:self.start[fpos]] if lp not in inner]
+                moved = [NestLoop(lp.rank, lp.factor, fpos, False) for lp in inner]
+                loops = common + moved + self.loops[self.start[fpos]:]
+                start = dict(self.start)
+                for p in range(fpos + 1):
+                    start[p] = sum(1 for lp in common if lp.pos < p)
+                got = (loops, start)
+            self.frames[tensor] = got
+        return got
+
     # -- the quantities of docs/model.md ----------------------------------------------------------------
     def tile(self, pos: int, tensor: str) -> int:
         ranks = self.tensors[tensor]
-        return prod(lp.factor for lp in self.loops[self.start[pos]:] if lp.rank in ranks)
+        loops, start = self.frame(pos, tensor)
+        return prod(lp.factor for lp in loops[start[pos]:] if lp.rank in ranks)
 
     def inst(self, pos: int) -> int:
         return prod(lp.factor for lp in self.loops[:self.start[pos]] if lp.spatial)
@@ -86,7 +120,8 @@ class Nest:
         ranks = self.tensors[tensor]
         fpos = self.fpos()
         barrier_shared = fpos is not None and pos > fpos
-        above = [lp for lp in self.loops[:self.start[pos]] if not lp.spatial]
+        loops, start = self.frame(pos, tensor)
+        above = [lp for lp in loops[:start[pos]] if not lp.spatial]
         cut = 0
         for i, lp in enumerate(above):
             if lp.factor > 1 and (lp.rank in ranks or (barrier_shared and lp.shared)):
@@ -124,7 +159,8 @@ class Nest:
     def reload_relevant(self, pos: int, tensor: str) -> int:
         """Rrel: product of the temporal loops above `pos` whose rank indexes the tensor."""
         ranks = self.tensors[tensor]
-        return prod(lp.factor for lp in self.loops[:self.start[pos]] if not lp.spatial and lp.rank in ranks)
+        loops, start = self.frame(pos, tensor)
+        return prod(lp.factor for lp in loops[:start[pos]] if not lp.spatial and lp.rank in ranks)
 
     def _spatial_between(self, upper: int, lower: int | None, tensor: str, capability: str) -> int:
         """Product of irrelevant spatial factors at levels upper..lower-1 whose mesh has the capability."""
@@ -195,12 +231,52 @@ def _groups(inst: Instance, mapping: Mapping) -> dict[str, Group]:
         f = names.index(g.fusion_level)
         if f == 0:
             raise MappingError(f"{where}: the fusion level must be on chip, not {g.fusion_level}")
-        grp = Group(tuple(g.einsums), f, group_intermediates(wl, g.einsums))
+        _check_spans(g, where)
+        users: dict[str, set] = {}
+        for e in wl.einsums:
+            if e.name in g.einsums:
+                for t in e.tensors:
+                    users.setdefault(t, set()).add(e.name)
+        grp = Group(tuple(g.einsums), f, group_intermediates(wl, g.einsums),
+                    tuple((t, frozenset(u)) for t, u in users.items()))
         for n in g.einsums:
             by_einsum[n] = grp
     for n in order:
         by_einsum.setdefault(n, Group((n,), None, frozenset()))
     return by_einsum
+
+
+def _check_spans(g, where: str) -> None:
+    """A shared loop's `einsums` is a contiguous run of the group; in nest order (levels outermost first, then as
+    listed) a loop that shares a member with an earlier one encloses a subset of its members: a tree."""
+    names = list(g.einsums)
+    for sl in g.shared_loops:
+        if sl.einsums is None:
+            continue
+        for m in sl.einsums:
+            if m not in names:
+                raise MappingError(f"{where}: shared loop over {sl.rank} encloses {m!r}, which is not a member "
+                                   f"of the group")
+        idx = [names.index(m) for m in sl.einsums]
+        if len(set(idx)) != len(idx) or idx != list(range(idx[0], idx[0] + len(idx))):
+            raise MappingError(f"{where}: shared loop over {sl.rank} must enclose a contiguous run of the group in "
+                               f"cascade order, got {sl.einsums}")
+
+
+def _tree_order(inst: Instance, g, where: str) -> None:
+    """Check the tree rule in nest order (path levels outermost first, then list order)."""
+    levels = [lv.name for lv in inst.architecture.levels]
+    spans = sorted(((levels.index(sl.level) if sl.level in levels else -1, i,
+                     frozenset(sl.einsums) if sl.einsums is not None else frozenset(g.einsums), sl)
+                    for i, sl in enumerate(g.shared_loops)), key=lambda x: (x[0], x[1]))
+    for a in range(len(spans)):
+        for b in range(a + 1, len(spans)):
+            sa, sb = spans[a][2], spans[b][2]
+            if sa & sb and not sb <= sa:
+                raise MappingError(f"{where}: shared loop over {spans[b][3].rank} at {spans[b][3].level} is inside "
+                                   f"the loop over {spans[a][3].rank} at {spans[a][3].level} for "
+                                   f"{sorted(sa & sb)} but encloses {sorted(sb - sa)} too: the shared loops must "
+                                   f"form a tree (an inner loop encloses a subset of the members of an outer one)")
 
 
 def build_nests(inst: Instance, mapping: Mapping) -> list[Nest]:
@@ -218,10 +294,12 @@ def build_nests(inst: Instance, mapping: Mapping) -> list[Nest]:
         if name not in seen:
             raise MappingError(f"mapping.einsums: einsum {name} has no mapping")
     groups = _groups(inst, mapping)
+    for gi, g in enumerate(mapping.groups):
+        _tree_order(inst, g, f"groups[{gi}]")
     shared_by_group = {tuple(g.einsums): g.shared_loops for g in mapping.groups}
     nests = [_build_one(inst, seen[e.name], e, groups[e.name], shared_by_group.get(groups[e.name].einsums, []))
              for e in wl.einsums]
-    _check_groups(inst, nests)
+    _check_groups(inst, nests, {tuple(g.einsums): g for g in mapping.groups})
     return nests
 
 
@@ -249,6 +327,13 @@ def _build_one(inst: Instance, em, e: Einsum, group: Group, shared) -> Nest:
 
     if fpos is not None:
         above_f = [arch.levels[i].name for i in path[:fpos]]
+        everyone = frozenset(group.einsums)
+        spans = {id(sl): frozenset(sl.einsums) if sl.einsums is not None else everyone for sl in shared}
+        for sl in shared:
+            if sl.level not in above_f:
+                raise MappingError(f"{where}: shared loop at level {sl.level!r}, which is not above the "
+                                   f"fusion level on its path ({above_f})")
+        shared = [sl for sl in shared if sl.encloses(e.name)]
         for sl in shared:
             if sl.level not in above_f:
                 raise MappingError(f"{where}: shared loop at level {sl.level!r}, which is not above the "
@@ -258,9 +343,10 @@ def _build_one(inst: Instance, em, e: Einsum, group: Group, shared) -> Nest:
                 if m not in group.einsums:
                     raise MappingError(f"{where}: shared loop over {sl.rank} renames it for {m!r}, which is not "
                                        f"a member of the group")
-        levels_ranks = [(sl.level, sl.rank_of(e.name)) for sl in shared]
+        levels_ranks = [(sl.level, sl.rank_of(e.name), spans[id(sl)]) for sl in shared]
         if len(set(levels_ranks)) != len(levels_ranks):
-            raise MappingError(f"{where}: two shared loops over the same rank at one level")
+            raise MappingError(f"{where}: two shared loops over the same rank at one level enclose the same "
+                               f"members")
     loops: list[NestLoop] = []
     start: dict[int, int] = {}
     for pos, lm in enumerate(em.levels):
@@ -277,7 +363,7 @@ def _build_one(inst: Instance, em, e: Einsum, group: Group, shared) -> Nest:
                     if r not in space:
                         raise MappingError(f"{lwhere}: shared loop over {r}, which is not a rank of "
                                            f"{e.name} (a member naming the dimension otherwise needs renames)")
-                    loops.append(NestLoop(r, sl.factor, pos, False, shared=True))
+                    loops.append(NestLoop(r, sl.factor, pos, False, shared=True, span=spans[id(sl)]))
         else:
             seen_t = set()
             for lp in lm.temporal:
@@ -352,7 +438,8 @@ def formats(wl, e) -> tuple[dict[str, tuple[int, int]], bool]:
             prod(wl.ranks[r] for r in reduced) > 1)
 
 
-def _check_groups(inst: Instance, nests: list[Nest]) -> None:
+def _check_groups(inst: Instance, nests: list[Nest], specs: dict) -> None:
+    """The group rules of docs/model.md §3–4 (`specs`: member names -> the mapping's FusedGroup)."""
     arch = inst.architecture
     by_group: dict[tuple[str, ...], list[Nest]] = {}
     for n in nests:
@@ -370,31 +457,25 @@ def _check_groups(inst: Instance, nests: list[Nest]) -> None:
             if arch.levels[lv].mesh.size != 1:
                 raise MappingError(f"{where}: fusion level {fname} must have a single instance; level "
                                    f"{arch.levels[lv].name} has a mesh of {arch.levels[lv].mesh.size}")
-        shared = [lp for lp in members[0].loops if lp.shared]
-        for n in members:
-            mine = [(lp.factor, lp.pos) for lp in n.loops if lp.shared]
-            if mine != [(lp.factor, lp.pos) for lp in shared]:
-                raise MappingError(f"{where}: shared loops must be over ranks of every member "
-                                   f"({n.einsum.name} lacks one)")
-        per_member = [[lp.rank for lp in n.loops if lp.shared] for n in members]
-        for i, lp in enumerate(shared):
-            if lp.factor == 1:
+        by_name = {n.einsum.name: n for n in members}
+        for sl in specs[names].shared_loops:
+            if sl.factor == 1:
                 continue
-            dim = {n.einsum.name: ranks[i] for n, ranks in zip(members, per_member)}
-            why = incompatibility([n.einsum for n in members], dim)
+            inside = [by_name[m].einsum for m in names if sl.encloses(m)]
+            dim = {e.name: sl.rank_of(e.name) for e in inside}
+            why = incompatibility(inside, dim)
             if why is not None:
                 raise MappingError(f"{where}: shared loop over {'/'.join(dict.fromkeys(dim.values()))} tiles a "
                                    f"tensor differently in two members: {why}")
-        consumed = g.intermediates
-        for n, ranks in zip(members, per_member):
-            if n.einsum.output.tensor not in consumed:
-                continue
-            reduced = set(n.space) - set(n.einsum.output.ranks)
-            for lp, r in zip(shared, ranks):
-                if lp.factor > 1 and r in reduced:
-                    raise MappingError(f"{where}: shared loop over {r} crosses a reduction: "
-                                       f"{n.einsum.name} reduces {r} and its output "
-                                       f"{n.einsum.output.tensor} is consumed inside the group")
+            for e in inside:
+                r = dim[e.name]
+                if r not in set(e.space) - set(e.output.ranks):
+                    continue
+                readers = [c.name for c in inside if c is not e and e.output.tensor in {t.tensor for t in c.inputs}]
+                if readers:
+                    raise MappingError(f"{where}: shared loop over {r} crosses a reduction: {e.name} reduces {r} "
+                                       f"and {readers[0]} reads its output {e.output.tensor} under the same loop "
+                                       f"(a loop enclosing the producer but not the consumer may)")
         fpos_levels = set(list(tops)[0]) | {g.fusion_level}
         kept: dict[str, tuple] = {}
         for n in members:

@@ -413,7 +413,11 @@ class EinsumMapping(Strict):
 
 
 class SharedLoop(Strict):
-    """A loop every Einsum of a fused group runs around its own nest, at a level above the fusion level."""
+    """A loop Einsums of a fused group run around their own nests, at a level above the fusion level.
+
+    By default every member runs under it. `einsums` narrows it to a contiguous run of members (nested fusion,
+    docs/model.md §3): the group's shared loops then form a tree, each loop enclosing a run of members that the
+    loops inside it split further."""
 
     level: str
     rank: str = Field(description="The rank the loop iterates in every member not listed in `renames`.")
@@ -422,9 +426,17 @@ class SharedLoop(Strict):
                                     "for this loop, where it names the shared dimension otherwise (a view: "
                                     "QK's M is the key projection's P).")
 
+    einsums: Optional[list[str]] = Field(None, min_length=1, description="The members this loop encloses: a "
+                                         "contiguous run of the group in cascade order. Omit for every member. "
+                                         "A loop listed after another that shares a member must enclose a subset "
+                                         "of its members (the loops form a tree).")
+
     def rank_of(self, einsum: str) -> str:
         """The rank this loop iterates in member `einsum`."""
         return self.renames.get(einsum, self.rank)
+
+    def encloses(self, einsum: str) -> bool:
+        return self.einsums is None or einsum in self.einsums
 
 
 class FusedGroup(Strict):
@@ -433,7 +445,8 @@ class FusedGroup(Strict):
     einsums: list[str] = Field(min_length=1, description="Consecutive Einsums in cascade order.")
     fusion_level: str = Field(description="The on-chip level where the group's intermediates live.")
     shared_loops: list[SharedLoop] = Field(default_factory=list, description="Loops above the fusion level, "
-                                           "outermost first, shared by every Einsum of the group.")
+                                           "outermost first (levels in path order), each shared by every member "
+                                           "or by the run of members it lists.")
 
 
 class Mapping(Strict):

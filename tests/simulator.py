@@ -68,6 +68,8 @@ class SLoop:
     stride: int = 0      # weight of this loop's index in the rank coordinate
     radix: int = 0       # (spatial) weight of this loop's index in its mesh axis coordinate
     slot: int = -1       # index in Nest.temporal or Nest.spatial
+    sid: int = -1        # a shared loop: its index in the group's shared_loops
+    span: frozenset = frozenset()   # a shared loop: the members it encloses
 
 
 @dataclass
@@ -90,6 +92,7 @@ class Nest:
     fusion_pos: int | None                 # path position of the group's fusion level
     accumulate: dict = None                # output -> kept position -> the parent accumulates its drains
     group_members: tuple = ()              # the Einsums of its fused group
+    users: dict = None                     # tensor -> the group's members that use it
 
     def tensor_ranks(self, t: str) -> list[str]:
         if t == self.output:
@@ -120,9 +123,11 @@ def _build_nest(inst: Instance, mapping: Mapping, ename: str, group) -> Nest:
         if fpos is not None and pos < fpos:
             if lm.temporal:
                 raise SimulatorError(f"{ename}: own temporal loops above the fusion level")
-            for sl in group.shared_loops:
-                if sl.level == lm.level:   # a member may name the shared dimension otherwise (renames)
-                    loops.append(SLoop("T", sl.renames.get(ename, sl.rank), sl.factor, pos, shared=True))
+            for sid, sl in enumerate(group.shared_loops):
+                # only the loops enclosing this member; it may name the shared dimension otherwise (renames)
+                if sl.level == lm.level and (sl.einsums is None or ename in sl.einsums):
+                    loops.append(SLoop("T", sl.renames.get(ename, sl.rank), sl.factor, pos, shared=True, sid=sid,
+                                       span=frozenset(sl.einsums or group.einsums)))
         else:
             for lp in lm.temporal:
                 loops.append(SLoop("T", lp.rank, lp.factor, pos))
@@ -191,9 +196,15 @@ def _build_nest(inst: Instance, mapping: Mapping, ename: str, group) -> Nest:
         spread = any(lp.kind == "S" and p <= lp.pos < k and lp.rank not in e.output.ranks and lp.factor > 1
                      for lp in loops)
         accumulate[e.output.tensor][k] = spread or accumulate[e.output.tensor].get(p, False)
+    users: dict[str, frozenset] = {}
+    if group is not None:
+        for x in wl.einsums:
+            if x.name in group.einsums:
+                for ref in (x.output, *x.inputs):
+                    users[ref.tensor] = users.get(ref.tensor, frozenset()) | {x.name}
     return Nest(ename, e.op, em.compute_unit, path, loops, temporal, spatial, shared_count,
                 e.output.tensor, list(e.output.ranks), [(i.tensor, list(i.ranks)) for i in e.inputs], kept,
-                meshes, space, ops, fpos, accumulate, tuple(group.einsums) if group is not None else ())
+                meshes, space, ops, fpos, accumulate, tuple(group.einsums) if group is not None else (), users)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -335,6 +346,9 @@ class Simulator:
         got = cache.get(key)
         if got is not None:
             return got
+        # a group's copy (F and above) is the tile under the shared loops enclosing every member that uses the
+        # tensor; a shared loop enclosing only some of them runs inside the copy, which holds its whole extent
+        copy = n.fusion_pos is not None and k <= n.fusion_pos and len(n.group_members) > 1
         ranges = []
         for r in ranks:
             base = 0
@@ -342,7 +356,7 @@ class Simulator:
             for lp in n.loops:
                 if lp.rank != r:
                     continue
-                if lp.pos < k:
+                if lp.pos < k and not (copy and lp.shared and not n.users[t] <= lp.span):
                     base += (tau[lp.slot] if lp.kind == "T" else sigma[lp.slot]) * lp.stride
                 else:
                     extent *= lp.factor
@@ -533,19 +547,42 @@ class Simulator:
             nsteps = defaultdict(int)
             fidx = self.arch.level_index(g.fusion_level) if g is not None else None
             shared = list(g.shared_loops) if g is not None else []
-            for n in nests:
-                if [(lp.rank, lp.factor) for lp in n.temporal[:n.shared_count]] != \
-                        [(s.renames.get(n.name, s.rank), s.factor) for s in shared]:
-                    raise SimulatorError(f"{n.name}: shared loops not outermost in nest order")
-            for shared_idx in itertools.product(*(range(s.factor) for s in shared)):
-                for n in nests:
-                    own = n.temporal[n.shared_count:]
-                    for own_idx in itertools.product(*(range(lp.factor) for lp in own)):
-                        self._step(n, tuple(shared_idx) + tuple(own_idx), caches[n.name])
-                        nsteps[n.name] += 1
-                    if len(nests) >= 2:
-                        self.event += 1
-                        self._flush(lambda ent: ent.level > fidx, self.event)
+            by_name = {n.name: n for n in nests}
+            levels = [lv.name for lv in self.arch.levels]
+            # the shared loops in nest order: outer levels first, then as listed
+            tree = sorted(range(len(shared)), key=lambda i: (levels.index(shared[i].level), i))
+            span = {i: tuple(m for m in names if shared[i].einsums is None or m in shared[i].einsums) for i in tree}
+
+            def run_member(n, idx):
+                own = n.temporal[n.shared_count:]
+                outer = tuple(idx[lp.sid] for lp in n.temporal[:n.shared_count])
+                for own_idx in itertools.product(*(range(lp.factor) for lp in own)):
+                    self._step(n, outer + tuple(own_idx), caches[n.name])
+                    nsteps[n.name] += 1
+                if len(nests) >= 2:
+                    self.event += 1
+                    self._flush(lambda ent: ent.level > fidx, self.event)
+
+            def execute(run: tuple, open_loops: list, idx: dict):
+                """Run members `run` in cascade order; each loop of `open_loops` (nest order) not yet entered
+                that encloses the next member is entered there and runs its whole span per iteration."""
+                i = 0
+                while i < len(run):
+                    loop = next((L for L in open_loops if run[i] in span[L]), None)
+                    if loop is None:
+                        run_member(by_name[run[i]], idx)
+                        i += 1
+                        continue
+                    inner = open_loops[open_loops.index(loop) + 1:]
+                    if span[loop][0] != run[i] or any(set(span[L]) & set(span[loop]) and
+                                                      not set(span[L]) <= set(span[loop]) for L in open_loops):
+                        raise SimulatorError(f"shared loops of {names} do not form a tree")
+                    inner = [L for L in inner if set(span[L]) <= set(span[loop])]
+                    for v in range(shared[loop].factor):
+                        execute(span[loop], inner, {**idx, loop: v})
+                    i += len(span[loop])
+
+            execute(tuple(names), tree, {})
             self.event += 1
             self._flush(lambda ent: True, self.event)
             # compute

@@ -342,7 +342,9 @@ def _budget_ok(inst, path, unit, per_pos) -> bool:
 
 
 @st.composite
-def mappings(draw, inst: Instance, allow_invalid: bool = True) -> Mapping:
+def mappings(draw, inst: Instance, allow_invalid: bool = True, nested: bool = False) -> Mapping:
+    """A random valid mapping (or, with `allow_invalid`, sometimes one fusing across a reduction); `nested`: fused
+    groups of two or more also get shared loops enclosing only a contiguous run of their members (a tree)."""
     wl, arch = inst.workload, inst.architecture
     einsums = list(wl.einsums)
     names = [e.name for e in einsums]
@@ -363,7 +365,7 @@ def mappings(draw, inst: Instance, allow_invalid: bool = True) -> Mapping:
     # partition into consecutive chunks
     chunks, cur = [], [names[0]]
     for nm in names[1:]:
-        if draw(st.integers(0, 2)) > 0:
+        if draw(st.integers(0, 5 if nested else 2)) > 0:
             cur.append(nm)
         else:
             chunks.append(cur)
@@ -372,10 +374,11 @@ def mappings(draw, inst: Instance, allow_invalid: bool = True) -> Mapping:
 
     groups: list[dict] = []
     for chunk in chunks:
-        fuse = len(chunk) >= 2 and draw(st.integers(0, 5)) > 0 or len(chunk) == 1 and draw(st.integers(0, 9)) == 0
+        fuse = len(chunk) >= 2 and (nested or draw(st.integers(0, 5)) > 0) or \
+            len(chunk) == 1 and draw(st.integers(0, 9)) == 0
         g = None
         if fuse:
-            g = _plan_group(draw, inst, chunk, unit_of, consumers, producer, allow_invalid)
+            g = _plan_group(draw, inst, chunk, unit_of, consumers, producer, allow_invalid, nested)
         if g is None:
             groups.extend({"einsums": [nm], "fused": False} for nm in chunk)
         else:
@@ -393,7 +396,8 @@ def mappings(draw, inst: Instance, allow_invalid: bool = True) -> Mapping:
             remaining = {r: wl.ranks[r] for r in _space_of(e)}
             if g["fused"]:
                 for sl in g["shared"]:
-                    remaining[sl[1]] //= sl[2]
+                    if sl[3] is None or nm in sl[3]:
+                        remaining[sl[1]] //= sl[2]
             per_pos = draw(_factorize(inst, e, path, unit, fpos or 0, remaining))
             assert _budget_ok(inst, path, unit, per_pos)
             levels = []
@@ -426,12 +430,13 @@ def mappings(draw, inst: Instance, allow_invalid: bool = True) -> Mapping:
             ems.append(EinsumMapping(einsum=nm, compute_unit=unit.name, levels=levels))
         if g["fused"]:
             fgroups.append(FusedGroup(einsums=g["einsums"], fusion_level=arch.levels[g["F"]].name,
-                                      shared_loops=[SharedLoop(level=arch.levels[li].name, rank=r, factor=f)
-                                                    for li, r, f in g["shared"]]))
+                                      shared_loops=[SharedLoop(level=arch.levels[li].name, rank=r, factor=f,
+                                                               einsums=span)
+                                                    for li, r, f, span in g["shared"]]))
     return Mapping(einsums=ems, groups=fgroups)
 
 
-def _plan_group(draw, inst: Instance, chunk: list[str], unit_of, consumers, producer, allow_invalid):
+def _plan_group(draw, inst: Instance, chunk: list[str], unit_of, consumers, producer, allow_invalid, nested=False):
     wl, arch = inst.workload, inst.architecture
     by_name = {e.name: e for e in wl.einsums}
     paths = [arch.path(unit_of[nm]) for nm in chunk]
@@ -485,16 +490,64 @@ def _plan_group(draw, inst: Instance, chunk: list[str], unit_of, consumers, prod
         invalid = True
     # order: by level, random within a level
     shared = draw(st.permutations(shared)) if shared else []
-    shared = sorted(shared, key=lambda s: above.index(s[0]))
+    shared = [(li, r, f, None) for li, r, f in sorted(shared, key=lambda s: above.index(s[0]))]
+    if nested and len(chunk) >= 2:
+        outer = {r: math.prod(f for _, r2, f, _ in shared if r2 == r) for r in wl.ranks}
+        deepest = max([above.index(li) for li, _, _, _ in shared], default=0)
+        shared += _subtree(draw, inst, list(chunk), chunk, above, deepest, outer, consumers, 2)
     return {"einsums": list(chunk), "fused": True, "F": F, "shared": shared, "intermediates": intermediates,
             "invalid": invalid}
 
 
+def _subtree(draw, inst, run, chunk, above, lo, done, consumers, depth):
+    """Shared loops enclosing a proper contiguous sub-run of `run` (and, recursively, of it), at levels `above[lo:]`
+    in nest order, over ranks every member of the sub-run has and none of them reduces for a reader in the sub-run.
+    `done`: per rank, the factor the loops enclosing `run` already take."""
+    wl = inst.workload
+    by_name = {e.name: e for e in wl.einsums}
+    if depth == 0 or len(run) < 1 or draw(st.integers(0, 5)) == 0:
+        return []
+    i = draw(st.integers(0, len(run) - 1))
+    j = draw(st.integers(i + 1, len(run)))
+    sub = run[i:j]
+    if sub == run:
+        return []
+    common = set(_space_of(by_name[sub[0]]))
+    for nm in sub[1:]:
+        common &= set(_space_of(by_name[nm]))
+    forbidden = set()
+    for nm in sub:
+        e = by_name[nm]
+        if any(c in sub and c != nm for c in consumers.get(e.output.tensor, [])):
+            forbidden |= _reduced(e)
+    loops = []
+    deepest = lo
+    taken = dict(done)
+    for r in sorted(common - forbidden):
+        rest = wl.ranks[r] // done.get(r, 1)
+        for k in range(lo, len(above)):
+            f = draw(st.sampled_from(_divisors(rest)))
+            if f > 1 or draw(st.integers(0, 7)) == 0:
+                loops.append((k, r, f, list(sub)))
+                rest //= f
+                taken[r] = taken.get(r, 1) * f
+                deepest = max(deepest, k)
+    loops = draw(st.permutations(loops)) if loops else []
+    loops = sorted(loops, key=lambda s: s[0])
+    out = [(above[k], r, f, span) for k, r, f, span in loops]
+    out += _subtree(draw, inst, sub, chunk, above, deepest, taken, consumers, depth - 1)
+    # a sibling after it, under the same parent
+    rest_run = run[j:]
+    if rest_run and draw(st.booleans()):
+        out += _subtree(draw, inst, rest_run, chunk, above, lo, done, consumers, depth - 1)
+    return out
+
+
 @st.composite
-def cases(draw, allow_invalid: bool = True, rename: bool = True):
+def cases(draw, allow_invalid: bool = True, rename: bool = True, nested: bool = False):
     """(instance, mapping) pairs for the property test; one in three has ranks renamed per Einsum (views)."""
-    inst = draw(instances())
-    mapping = draw(mappings(inst, allow_invalid=allow_invalid))
+    inst = draw(instances().filter(lambda i: len(i.workload.einsums) >= 2) if nested else instances())
+    mapping = draw(mappings(inst, allow_invalid=allow_invalid, nested=nested))
     if rename and draw(st.integers(0, 2)) == 0:
         return draw(renamings(inst, mapping))
     return inst, mapping
@@ -533,9 +586,10 @@ def renamings(draw, inst: Instance, mapping: Mapping):
     for g in mapping.groups:
         shared = []
         for sl in g.shared_loops:
-            first = ren(g.einsums[0], sl.rank)
-            shared.append(SharedLoop(level=sl.level, rank=first, factor=sl.factor,
-                                     renames={m: ren(m, sl.rank) for m in g.einsums if ren(m, sl.rank) != first}))
+            span = sl.einsums or g.einsums
+            first = ren(span[0], sl.rank)
+            shared.append(SharedLoop(level=sl.level, rank=first, factor=sl.factor, einsums=sl.einsums,
+                                     renames={m: ren(m, sl.rank) for m in span if ren(m, sl.rank) != first}))
         groups.append(FusedGroup(einsums=g.einsums, fusion_level=g.fusion_level, shared_loops=shared))
     return new_inst, Mapping(einsums=ems, groups=groups)
 

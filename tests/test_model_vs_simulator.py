@@ -461,3 +461,19 @@ def test_int8_operands_with_32_bit_partial_sums_by_hand(dram_loops, dram_z_bits)
     assert res.level_energy_fj[("DRAM", "Z")] == (dram_z.reads * 1000 + dram_z.writes * 2000) * per
     buf_z = res.counts[("Buf", "Z")]
     assert res.level_energy_fj[("Buf", "Z")] == (buf_z.reads * 100 + buf_z.writes * 200) * 4
+
+
+def _nested(case) -> bool:
+    """A case with a shared loop > 1 that encloses only part of its group."""
+    return any(sl.einsums is not None and sl.factor > 1 for g in case[1].groups for sl in g.shared_loops)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(cases(nested=True).filter(_nested))
+def test_evaluator_matches_simulator_on_nested_groups(case):
+    """Fused groups whose shared loops form a tree (loops enclosing a run of the members, docs/model.md §3): the
+    simulator runs the tree literally, the evaluator measures each group copy under the loops enclosing all its
+    users; every count, capacity, energy and latency agree (or both reject a loop crossing a reduction)."""
+    inst, mapping = case
+    check(inst, mapping)
