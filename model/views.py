@@ -56,13 +56,23 @@ def incompatibility(members, dim: dict[str, str]) -> str | None:
     return None
 
 
-def shared_dims(members, intermediates) -> list[SharedDim]:
-    """Every dimension a fused group of `members` may share, in a stable order.
+def read_inside(members) -> frozenset[str]:
+    """Outputs of `members` that another of them reads: a loop enclosing all of `members` must not run over a rank
+    whose reduction produces one of them (the reader would see partial values, docs/model.md §3)."""
+    read = {t.tensor for e in members for t in e.inputs}
+    return frozenset(e.output.tensor for e in members if e.output.tensor in read)
+
+
+def shared_dims(members, intermediates=None) -> list[SharedDim]:
+    """Every dimension a loop enclosing exactly `members` (a fused group, or a run of one) may iterate, in a stable
+    order.
 
     Candidates: a rank name every member has (the same loop by name), and the classes that tensors link (rank a of
     one member and rank b of another index the same position of a tensor both use). Kept if the class names one
     rank per member, tiles every common tensor alike (`incompatibility`) and does not cross a reduction: no member
-    whose output is consumed inside the group reduces its rank (docs/model.md §3)."""
+    whose output another member reads (`read_inside`, or the given `intermediates`) reduces its rank."""
+    if intermediates is None:
+        intermediates = read_inside(members)
     names = [e.name for e in members]
     parent: dict[tuple[str, str], tuple[str, str]] = {}
 

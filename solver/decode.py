@@ -25,13 +25,21 @@ def decode(sm, value) -> tuple[list[EinsumMapping], FusedGroup | None]:
     group = None
     if sm.fusion is not None and len(sm.names) > 1:
         shared = []
+        everyone = frozenset(sm.names)
+        order = {n: i for i, n in enumerate(sm.names)}
         for pos, level in enumerate(sm.top):
-            at = [s for s in sm.shared_slots if s.pos == pos]
-            for s in ordered(sm.shared_order, at):
-                if factor(s) > 1:
-                    d = sm.shared_dim[id(s)]
-                    shared.append(SharedLoop(level=names[level].name, rank=d.first, factor=factor(s),
-                                             renames={m: r for m, r in d.ranks if r != d.first}))
+            # per level: larger runs outside the runs they contain (the tree), each run's loops in their order
+            runs = sorted({s.span for s in sm.shared_slots if s.pos == pos},
+                          key=lambda sp: (-len(sp), min(order[m] for m in sp)))
+            for span in runs:
+                at = [s for s in sm.shared_slots if s.pos == pos and s.span == span]
+                for s in ordered(sm.shared_order, at):
+                    if factor(s) > 1:
+                        d = sm.shared_dim[id(s)]
+                        shared.append(SharedLoop(level=names[level].name, rank=d.first, factor=factor(s),
+                                                 renames={m: r for m, r in d.ranks if r != d.first},
+                                                 einsums=None if span == everyone else
+                                                 sorted(span, key=order.get)))
         group = FusedGroup(einsums=list(sm.names), fusion_level=names[sm.fusion].name, shared_loops=shared)
     maps = []
     for e in sm.einsums:

@@ -68,7 +68,8 @@ class Slot:
     mesh: object = None
     shared: bool = False
     nonunit: object = None
-    key: str | None = None       # loop order key: the rank, or for a shared loop its dimension's key
+    key: str | None = None       # loop order key: the rank, or for a shared loop its dimension's key (and run)
+    span: frozenset | None = None   # a shared loop: the members it encloses
 
     def __post_init__(self):
         if self.key is None:
@@ -145,9 +146,16 @@ class SegmentModel:
             out.append(u)
         return out
 
-    def shared_dims(self) -> list[SharedDim]:
-        """The dimensions the group may share a loop over (a rank per member; model/views.py)."""
-        return shared_dims(self.einsums, self.intermediates)
+    def spans(self) -> list[tuple[int, int]]:
+        """The runs of members a shared loop may enclose (nested fusion, docs/model.md §3): every contiguous run,
+        the whole group first. A loop's run is part of the tree the model chooses."""
+        n = len(self.einsums)
+        return [(0, n)] + [(i, j) for i in range(n) for j in range(i + 1, n + 1) if (i, j) != (0, n)]
+
+    def shared_dims(self, run: list | None = None) -> list[SharedDim]:
+        """The dimensions a loop enclosing `run` (default: the group) may iterate (a rank per member of it, not
+        crossing a reduction read inside the run; model/views.py)."""
+        return shared_dims(self.einsums if run is None else run)
 
     def tensor_size_expo(self, ranks) -> Expo:
         e = Expo()
@@ -218,18 +226,29 @@ class SegmentModel:
         return self.m.new_bool_var(f"keep.{t}.{lv.name}")
 
     def _build(self) -> None:
-        self.shared = self.shared_dims() if self.fusion is not None else []
         self.shared_dim: dict[int, SharedDim] = {}
+        everyone = frozenset(self.names)
+        runs = self.spans() if self.fusion is not None and len(self.einsums) > 1 else \
+            [(0, len(self.einsums))] if self.fusion is not None else []
         for pos, level in enumerate(self.top):
-            for d in self.shared:
-                s = Slot(pos, d.key, self._exps(f"shared.{self.arch.levels[level].name}", d.first), shared=True)
-                self._nonunit(s)
-                self.shared_slots.append(s)
-                self.shared_dim[id(s)] = d
-            self._order_vars(self.shared_order, pos, [d.key for d in self.shared], self.shared_slots)
-        # each member sees the shared loops under its own rank names (same variables)
+            for i, j in runs:
+                run = self.einsums[i:j]
+                span = frozenset(e.name for e in run)
+                suffix = "" if span == everyone else f"@{run[0].name}..{run[-1].name}"
+                at = []
+                for d in self.shared_dims(run):
+                    s = Slot(pos, d.key + suffix, self._exps(f"shared.{self.arch.levels[level].name}{suffix}",
+                                                             d.first), shared=True, span=span)
+                    self._nonunit(s)
+                    at.append(s)
+                    self.shared_dim[id(s)] = d
+                self.shared_slots.extend(at)
+                self._order_vars(self.shared_order, pos, [s.rank for s in at], at)
+        self._tree_constraints()
+        # each member sees the shared loops enclosing it, under its own rank names (same variables)
         self.member_shared = {e.name: [Slot(s.pos, self.shared_dim[id(s)].rank_of(e.name), s.exps, shared=True,
-                                            nonunit=s.nonunit, key=s.key) for s in self.shared_slots]
+                                            nonunit=s.nonunit, key=s.key, span=s.span)
+                                       for s in self.shared_slots if e.name in s.span]
                               for e in self.einsums}
         if self.fusion is not None:
             tensors = {t.tensor for e in self.einsums for t in (e.output, *e.inputs)}
@@ -252,6 +271,28 @@ class SegmentModel:
             self.m.add_exactly_one(chooses)
             self.cands[e.name] = [self._build_cand(e, u, c) for u, c in zip(units, chooses)]
         self._group_terms()
+
+    def _tree_constraints(self) -> None:
+        """The loops of factor > 1 form a tree (docs/model.md §3): two runs that overlap without one containing the
+        other are never both used, and a loop enclosing more members is never at a deeper level than one it
+        contains. Loops of one run at one level are ordered by their order literals; a loop of a larger run is
+        outside one of a smaller run it contains."""
+        used: dict[tuple[frozenset, int], object] = {}
+        for s in self.shared_slots:
+            if isinstance(s.nonunit, int):
+                continue
+            key = (s.span, s.pos)
+            if key not in used:
+                used[key] = self.m.new_bool_var(f"run used {sorted(s.span)} at {s.pos}")
+            self.m.add_implication(s.nonunit, used[key])
+        keys = list(used)
+        for a in range(len(keys)):
+            for b in range(a + 1, len(keys)):
+                (sa, pa), (sb, pb) = keys[a], keys[b]
+                crossing = sa & sb and not sa <= sb and not sb <= sa
+                inverted = (sa > sb and pa > pb) or (sb > sa and pb > pa)
+                if crossing or inverted:
+                    self.m.add_bool_or([~used[keys[a]], ~used[keys[b]]])
 
     def _build_cand(self, e, unit, choose) -> Cand:
         path = self.arch.path(unit.name)
@@ -302,9 +343,13 @@ class SegmentModel:
     def _temporal_above(self, c_slots: list[Slot], pos: int) -> list[Slot]:
         return [s for s in c_slots if not s.spatial and s.pos < pos]
 
-    def _before_any(self, c: Cand | None, s: Slot, k2: str):
+    def _before_any(self, c: Cand | None, s: Slot, other: Slot):
+        """Literal (or constant): loop `s` is outside loop `other` at the same level. Shared loops of different runs
+        are ordered by containment: the larger run is outside."""
+        if s.shared and other.shared and s.span != other.span:
+            return 1 if s.span > other.span else 0
         store = self.shared_order if s.shared else c.order
-        return self._before(store, s.pos, s.key, k2)
+        return self._before(store, s.pos, s.key, other.key)
 
     def _counted(self, c: Cand | None, slots: list[Slot], pos: int, ranks: list[str], slot: Slot):
         """Literal: loop `slot` (irrelevant to the tensor) is outside the reuse run above level `pos`."""
@@ -317,7 +362,7 @@ class SegmentModel:
             if s.pos > slot.pos:
                 lits.append(s.nonunit)
             elif s.pos == slot.pos:
-                lits.append(self.x.all_of([s.nonunit, self._before_any(c, slot, s.key)]))
+                lits.append(self.x.all_of([s.nonunit, self._before_any(c, slot, s)]))
         return self.x.any_of(lits)
 
     def _irr_temporal(self, c: Cand | None, slots: list[Slot], pos: int, ranks: list[str]) -> Expo:
@@ -432,19 +477,33 @@ class SegmentModel:
             terms = [self.x.all_of(self._innermost(c.keep, o, positions, pos))]
             for parent, child, lits in self._pairs(c.keep, o, positions):
                 if parent == pos:
-                    terms.append(self.x.all_of([*lits, self.x.any_of([self._revisits(c, child, ranks),
+                    terms.append(self.x.all_of([*lits, self.x.any_of([self._revisits(c, child, ranks,
+                                                                                       self.frame(c.slots, child, o)),
                                                                        acc[child]])]))
             out[pos] = self.x.any_of(terms)
         return out
 
-    def _revisits(self, c: Cand, pos: int, ranks: list[str]):
-        """Literal: a loop the tensor lacks, of factor > 1, is outside its reuse run above `pos` (`Nest.revisits`)."""
+    def _revisits(self, c: Cand, pos: int, ranks: list[str], slots: list[Slot]):
+        """Literal: a loop the tensor lacks, of factor > 1, is outside its reuse run above `pos` (`Nest.revisits`;
+        `slots`: the nest the tile at `pos` is measured in, `frame`)."""
         lits = []
-        for s in self._temporal_above(c.slots, pos):
+        for s in self._temporal_above(slots, pos):
             if s.rank in ranks or not s.exps:
                 continue
-            lits.append(self.x.all_of([self._counted(c, c.slots, pos, ranks, s), s.nonunit]))
+            lits.append(self.x.all_of([self._counted(c, slots, pos, ranks, s), s.nonunit]))
         return self.x.any_of(lits)
+
+    def users(self, tensor: str) -> frozenset:
+        """The members of the segment that use `tensor`."""
+        return frozenset(e.name for e in self.einsums if tensor in e.tensors)
+
+    def frame(self, slots: list[Slot], pos: int, tensor: str) -> list[Slot]:
+        """The loops a tile of `tensor` at `pos` is measured in (`Nest.frame`): at F and above, a group copy, only
+        the shared loops enclosing every member that uses it (the others run inside the copy, below `pos`)."""
+        if self.fpos is None or pos > self.fpos or len(self.einsums) < 2:
+            return slots
+        users = self.users(tensor)
+        return [s for s in slots if not s.shared or users <= s.span]
 
     def _fits(self, live: list[tuple[int, object]], cap: int, enforce=None) -> None:
         """Σ bits · tile <= capacity in bits, divided through by the gcd (one width: the word count)."""
@@ -502,8 +561,8 @@ class SegmentModel:
         size = self.tensor_size_expo(ranks)
         irr_all = self.tensor_size_expo([r for r in space if r not in ranks])
         acc = self._accumulates(c, o, ranks, positions)
-        drains = {pos: size + self._spatial(slots, 0, pos, ranks, None) + self._irr_temporal(c, slots, pos, ranks)
-                  for pos in positions[1:]}
+        drains = {pos: size + self._spatial(slots, 0, pos, ranks, None) +
+                  self._irr_temporal(c, self.frame(slots, pos, o), pos, ranks) for pos in positions[1:]}
         partial = self._partial(c, o, ranks, positions, acc)
         widths = {True: self.wl.accumulator_bits(o), False: self.wl.bits(o)}
         w = {pos: (partial[pos], widths) for pos in positions}   # the output's width at each position
@@ -588,7 +647,7 @@ class SegmentModel:
                 continue
             size = self.tensor_size_expo(ranks)
             for parent, child, lits in self._pairs(self.group_keep, t, positions):
-                irr_t = self._irr_temporal(None, self.member_shared[seen_by[t]], child, ranks)
+                irr_t = self._irr_temporal(None, self.frame(self.member_shared[seen_by[t]], child, t), child, ranks)
                 self._flow(levels[child], "w", 1, size + irr_t, lits, zero, self.wl.bits(t))
                 self._flow(levels[parent], "r", 1, size + irr_t, lits, zero, self.wl.bits(t))
         for pos, level in enumerate(levels):
@@ -597,7 +656,8 @@ class SegmentModel:
                 continue
             live = [(group_copy_bits(self.wl, self.einsums, t),
                      self.x.gate(self.group_keep[(t, pos)],
-                                 self.x.monomial(1, self._tile(self.member_shared[seen_by[t]], pos, r))))
+                                 self.x.monomial(1, self._tile(self.frame(self.member_shared[seen_by[t]], pos, t),
+                                                               pos, r))))
                     for t, r in tensors.items()]
             self._fits(live, cap)
 
