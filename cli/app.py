@@ -31,3 +31,12 @@ def load_instance_or_fail(path, time_limit: float | None = None):
     if time_limit is not None and time_limit <= 0:
         fail("--time-limit must be positive")
     return inst
+
+
+def with_nesting(inst, nesting: str | None):
+    """The instance with solver.nesting set from --nesting (exit 2 on anything but tree or flat)."""
+    if nesting is None:
+        return inst
+    if nesting not in ("tree", "flat"):
+        fail(f"--nesting must be tree or flat, not {nesting!r}")
+    return inst.model_copy(update={"solver": inst.solver.model_copy(update={"nesting": nesting})})

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .app import (EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SOLUTION, app, fail,
+from .app import (with_nesting, EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SOLUTION, app, fail,
                   load_instance_or_fail)
 from .report import print_result
 
@@ -126,9 +126,13 @@ def solve_command(
     solver_log: Optional[Path] = typer.Option(None, "--solver-log", help="Write CP-SAT's full search log."),
     export_model: Optional[Path] = typer.Option(None, "--export-model", help="Write every segment's CP-SAT "
                                                 "model (text proto, replayable) as FILE.NNN-segment.pb.txt."),
+    nesting: Optional[str] = typer.Option(None, "--nesting", help="tree: shared loops may enclose any run of a "
+                                          "fused group (nested fusion); flat: every shared loop encloses the whole "
+                                          "group (default: the instance's solver.nesting)."),
 ) -> None:
     """Find a mapping of minimal energy or latency and prove it optimal."""
     inst = load_instance_or_fail(instance, time_limit)
+    inst = with_nesting(inst, nesting)
     if workers is not None and workers < 1:
         fail("--workers must be at least 1")
     if deterministic_time is not None and not (0 < deterministic_time < 1e9):

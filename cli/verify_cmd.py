@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from .app import (EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_MISMATCH, EXIT_NO_SOLUTION, app, fail,
+from .app import (with_nesting, EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_MISMATCH, EXIT_NO_SOLUTION, app, fail,
                   load_instance_or_fail)
 
 DEFAULT_MAX = 50_000_000
@@ -107,9 +107,13 @@ def verify_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     trace: Optional[Path] = typer.Option(None, "--trace", help="Trace the CP-SAT search (docs/traces.md); the "
                                          "enumerators' optima are added to its final record."),
+    nesting: Optional[str] = typer.Option(None, "--nesting", help="tree: shared loops may enclose any run of a "
+                                          "fused group (nested fusion); flat: every shared loop encloses the whole "
+                                          "group (default: the instance's solver.nesting)."),
 ) -> None:
     """Prove the solver right on a small instance: CP-SAT optimum == exhaustive enumeration (exit 0), else exit 1."""
     inst = load_instance_or_fail(instance, time_limit)
+    inst = with_nesting(inst, nesting)
     if deterministic_time is not None and not (0 < deterministic_time < 1e9):
         fail("--deterministic-time must be a positive number of seconds")
     from mapsolve.solver import SolverError, VerificationError, solve

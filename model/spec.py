@@ -348,6 +348,11 @@ class SolverOptions(Strict):
     time_limit_s: float = Field(60.0, gt=0, le=86400, description="Wall-clock limit of the search, seconds.")
     workers: int = Field(1, ge=1, le=64, description="CP-SAT workers; 1 is deterministic.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="CP-SAT random seed.")
+    nesting: Literal["tree", "flat"] = Field("tree", description="Fused groups the mapper considers: \"tree\", "
+                                             "shared loops may enclose any contiguous run of a group's members "
+                                             "(nested fusion, docs/model.md §3); \"flat\", every shared loop "
+                                             "encloses the whole group (a smaller mapspace: faster, and small "
+                                             "enough to enumerate on more instances).")
 
 
 class Instance(Strict):

@@ -63,6 +63,20 @@ def read_inside(members) -> frozenset[str]:
     return frozenset(e.output.tensor for e in members if e.output.tensor in read)
 
 
+def run_dims(group, i: int, j: int) -> list[SharedDim]:
+    """The dimensions a shared loop enclosing members group[i:j] may iterate (nested fusion, docs/model.md §3): all
+    of `shared_dims` for the whole group; for a proper run, those no loop enclosing the whole group may iterate (a
+    rank another member lacks, or one the run may loop over because the reader of its reduction is outside the
+    run). A proper run looping over a dimension the whole group could share is left out of the mapspace: it only
+    repeats what a loop of the group or a member's own loops at the fusion level already offer, nearly tie for
+    tie, and that symmetry made CP-SAT's proofs many times slower."""
+    dims = shared_dims(group[i:j])
+    if (i, j) == (0, len(group)):
+        return dims
+    whole = {tuple((m, r) for m, r in d.ranks if m in {e.name for e in group[i:j]}) for d in shared_dims(group)}
+    return [d for d in dims if d.ranks not in whole]
+
+
 def shared_dims(members, intermediates=None) -> list[SharedDim]:
     """Every dimension a loop enclosing exactly `members` (a fused group, or a run of one) may iterate, in a stable
     order.

@@ -18,7 +18,7 @@ from math import prod
 import numpy as np
 
 from mapsolve.model.nest import group_copy_bits, group_intermediates
-from mapsolve.model.views import SharedDim, shared_dims
+from mapsolve.model.views import SharedDim, run_dims, shared_dims
 
 
 def prime_count(n: int) -> int:
@@ -84,18 +84,27 @@ class PlanInfo:
     plan: Plan
     members: list
     intermediates: frozenset
-    shared_dims: list[SharedDim]           # what the shared loops may iterate (a rank per member)
+    shared_dims: list[SharedDim]           # what a loop enclosing the whole group may iterate (a rank per member)
     units: dict[str, list]                 # einsum -> candidate compute units
     group_tensors: dict[str, list[str]] = field(default_factory=dict)   # tensor -> ranks, as `tensor_user` names
     tensor_user: dict[str, str] = field(default_factory=dict)            # tensor -> a member that uses it
+    runs: dict[frozenset, list[SharedDim]] = field(default_factory=dict)  # run of members -> its dimensions
+    users: dict[str, frozenset] = field(default_factory=dict)            # tensor -> the members using it
 
-    def dim(self, key: str) -> SharedDim:
-        return next(d for d in self.shared_dims if d.key == key)
+    def dim(self, key: str, run: frozenset | None = None) -> SharedDim:
+        dims = self.shared_dims if run is None else self.runs[run]
+        return next(d for d in dims if d.key == key)
 
-    def tensor_keys(self, t: str) -> set[str]:
-        """Keys of the shared dimensions that index tensor t."""
-        m, ranks = self.tensor_user[t], self.group_tensors[t]
-        return {d.key for d in self.shared_dims if d.rank_of(m) in ranks}
+    def tensor_keys(self, t: str, run: frozenset | None = None) -> set[str]:
+        """Keys of the dimensions (of loops enclosing `run`, default the group) that index tensor t, as a member of
+        the run that uses t names them (every dimension if no member of the run uses t: none)."""
+        dims = self.shared_dims if run is None else self.runs[run]
+        ranks = self.group_tensors[t]
+        m = self.tensor_user[t] if run is None else next((x for x in self.plan.names if x in run and
+                                                          x in self.users[t]), None)
+        if m is None:
+            return set()
+        return {d.key for d in dims if d.rank_of(m) in ranks}
 
 
 def plan_info(inst, plan: Plan) -> PlanInfo:
@@ -105,7 +114,7 @@ def plan_info(inst, plan: Plan) -> PlanInfo:
     shared: list[SharedDim] = []
     if plan.fusion is not None:
         inter = group_intermediates(wl, plan.names)
-        shared = shared_dims(members, inter)
+        shared = shared_dims(members)
     units = {}
     for e in members:
         us = []
@@ -119,10 +128,22 @@ def plan_info(inst, plan: Plan) -> PlanInfo:
         units[e.name] = us
     gt: dict[str, list[str]] = {}
     user: dict[str, str] = {}
+    users: dict[str, frozenset] = {}
     for e in members:
         gt.update(e.tensors)
         user.update({t: e.name for t in e.tensors})
-    return PlanInfo(plan, members, inter, shared, units, gt, user)
+        for t in e.tensors:
+            users[t] = users.get(t, frozenset()) | {e.name}
+    runs: dict[frozenset, list[SharedDim]] = {}
+    if plan.fusion is not None:
+        n = len(members)
+        for i in range(n):
+            for j in range(i + 1, n + 1):
+                if inst.solver.nesting == "tree" or (i, j) == (0, n):
+                    dims = run_dims(members, i, j)
+                    if dims:
+                        runs[frozenset(e.name for e in members[i:j])] = dims
+    return PlanInfo(plan, members, inter, shared, units, gt, user, runs, users)
 
 
 def keep_options(inst, t: str, levels: list[int], positions: list[int], backing: int) -> list[tuple[int, ...]]:
@@ -174,15 +195,33 @@ def level_orders(ranks: list[str], tensors: list[list[str]], innermost: bool, pr
 
 @dataclass(frozen=True)
 class Bucket:
-    """What the members of a fused group share: shared loops (pos, dimension key, factor) outermost first, and the kept
-    positions at and above F of every group tensor."""
+    """What the members of a fused group share: shared loops (pos, dimension key, factor, run of members it
+    encloses) in nest order (by level; larger runs outside the runs they contain), and the kept positions at and
+    above F of every group tensor."""
 
-    shared: tuple[tuple[int, str, int], ...]
+    shared: tuple[tuple[int, str, int, frozenset], ...]
     gkeep: tuple[tuple[str, tuple[int, ...]], ...]
 
 
+def _is_tree(used: set[tuple[frozenset, int]]) -> bool:
+    """segment.py's `_tree_constraints`: runs in use never cross, and a larger run is never deeper than one it
+    contains."""
+    used = list(used)
+    for a in range(len(used)):
+        for b in range(a + 1, len(used)):
+            (sa, pa), (sb, pb) = used[a], used[b]
+            if sa & sb and not sa <= sb and not sb <= sa:
+                return False
+            if (sa > sb and pa > pb) or (sb > sa and pb > pa):
+                return False
+    return True
+
+
 def buckets(inst, info: PlanInfo, prune: bool):
-    """Every bucket of a fused plan whose tiles at and above F fit (docs/model.md §5), or one empty bucket."""
+    """Every bucket of a fused plan whose tiles at and above F fit (docs/model.md §5), or one empty bucket.
+
+    Every contiguous run of members may have loops (nested fusion): per (run, dimension) a factor per level above
+    F, such that each member's loops over a rank divide its bound and the runs in use form a tree."""
     plan = info.plan
     if plan.fusion is None:
         yield Bucket((), ())
@@ -190,26 +229,43 @@ def buckets(inst, info: PlanInfo, prune: bool):
     wl, arch = inst.workload, inst.architecture
     fpos = plan.fpos
     levels = [*plan.top, plan.fusion]
-    # a shared factor per level above F; what is left of the bound goes to the members' own loops
-    keys = [d.key for d in info.shared_dims]
-    per_rank = [tuple(f[:-1] for f in factorizations(wl.ranks[d.first], 0, fpos + 1)) for d in info.shared_dims]
+    order = {n: i for i, n in enumerate(plan.names)}
+    slots = [(run, d) for run, dims in info.runs.items() for d in dims]
+    per_slot = [tuple(f[:-1] for f in factorizations(wl.ranks[d.first], 0, fpos + 1)) for _, d in slots]
     tensors = info.group_tensors
-    tensor_keys = {t: info.tensor_keys(t) for t in tensors}
     copy_bits = {t: group_copy_bits(wl, info.members, t) for t in tensors}
     keep_sets = []
     for t in tensors:
         backing = fpos if t in info.intermediates else 0
         keep_sets.append(keep_options(inst, t, levels, list(range(fpos + 1)), backing))
-    all_tensor_ranks = [sorted(k) for k in tensor_keys.values()]
-    for facs in itertools.product(*per_rank):
-        at_pos = [[(r, f[p]) for r, f in zip(keys, facs) if f[p] > 1] for p in range(fpos)]
-        order_lists = [level_orders([r for r, _ in lp], all_tensor_ranks, False, prune) for lp in at_pos]
-        # tiles at and above F depend on the factors only
+    # the keys of each run's dimensions that index each tensor (order classes, and the copies' tiles)
+    run_keys = {run: {t: info.tensor_keys(t, run) for t in tensors} for run in info.runs}
+    for facs in itertools.product(*per_slot):
+        # each member's loops over a rank divide its bound
+        taken: dict[tuple[str, str], int] = {}
+        for (run, d), f in zip(slots, facs):
+            for m in run:
+                k = (m, d.rank_of(m))
+                taken[k] = taken.get(k, 1) * prod(f)
+        if any(wl.ranks[r] % v for (m, r), v in taken.items()):
+            continue
+        used = {(run, p) for (run, d), f in zip(slots, facs) for p in range(fpos) if f[p] > 1}
+        if not _is_tree(used):
+            continue
+        # tiles at and above F: a copy is tiled by the loops enclosing every member that uses it
         tile = {}
         for t, ranks in tensors.items():
             for pos in range(fpos + 1):
-                outside = prod(f[p] for r, f in zip(keys, facs) if r in tensor_keys[t] for p in range(pos))
+                outside = prod(f[p] for (run, d), f in zip(slots, facs)
+                               if info.users[t] <= run and d.key in run_keys[run][t] for p in range(pos))
                 tile[(t, pos)] = prod(wl.ranks[r] for r in ranks) // outside
+        at = {(p, run): [(d.key, f[p]) for (r2, d), f in zip(slots, facs) if r2 == run and f[p] > 1]
+              for p in range(fpos) for run in info.runs}
+        at = {k: v for k, v in at.items() if v}
+        # nest order at each level: larger runs first, then by first member; within a run, its own order
+        groups_ = sorted(at, key=lambda k: (k[0], -len(k[1]), min(order[m] for m in k[1])))
+        order_lists = [level_orders([r for r, _ in at[k]], [sorted(v) for v in run_keys[k[1]].values()], False,
+                                    prune) for k in groups_]
         for keeps in itertools.product(*keep_sets):
             ok = True
             for pos, li in enumerate(levels):
@@ -222,8 +278,7 @@ def buckets(inst, info: PlanInfo, prune: bool):
                 continue
             gkeep = tuple(zip(tensors, keeps))
             for orders in itertools.product(*order_lists):
-                fac = {(p, r): f for p in range(fpos) for r, f in at_pos[p]}
-                shared = tuple((p, r, fac[(p, r)]) for p in range(fpos) for r in orders[p])
+                shared = tuple((k[0], key, dict(at[k])[key], k[1]) for k, o in zip(groups_, orders) for key in o)
                 yield Bucket(shared, gkeep)
 
 
@@ -260,8 +315,9 @@ def unit_space(inst, e, unit, info: PlanInfo, bucket: Bucket) -> UnitSpace:
     path = arch.path(unit.name)
     first = info.plan.fpos or 0
     rem = {r: wl.ranks[r] for r in e.space}
-    for _, k, f in bucket.shared:
-        rem[info.dim(k).rank_of(e.name)] //= f
+    for _, k, f, run in bucket.shared:
+        if e.name in run:
+            rem[info.dim(k, run).rank_of(e.name)] //= f
     spatial, meshes = [], {}
     for pos in range(first, len(path)):
         below = arch.levels[path[pos + 1]].mesh if pos + 1 < len(path) else unit.mesh

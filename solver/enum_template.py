@@ -64,7 +64,7 @@ def compile_key(info: PlanInfo, tpl: Template, mi: int) -> tuple:
     filled = frozenset(x for x in filled_before(info, tpl.bucket, mi, tpl.us.path) if x[0] in mine)
     return (mi, tpl.us.unit.name, tpl.support, tuple(sorted(tpl.orders.items())),
             tuple((t, tuple(o)) for t, o in tpl.options.items()), filled,
-            tuple((p, r) for p, r, _ in tpl.bucket.shared))
+            tuple((p, r, run) for p, r, _, run in tpl.bucket.shared))
 
 
 class Compiled:
@@ -85,11 +85,11 @@ class Compiled:
         bounds = {r: Poly.lift(1) for r in us.rem}
         for pos in range(len(us.path)):
             if fpos is not None and pos < fpos:
-                for j, (p, k, _) in enumerate(tpl.bucket.shared):
-                    if p == pos:
-                        r = info.dim(k).rank_of(e.name)    # the member's name for the shared dimension
+                for j, (p, k, _, run) in enumerate(tpl.bucket.shared):
+                    if p == pos and e.name in run:         # the loops enclosing this member
+                        r = info.dim(k, run).rank_of(e.name)    # the member's name for the shared dimension
                         v = Poly.var(len(tpl.variables) + j)
-                        loops.append(NestLoop(r, v, pos, False, shared=True))
+                        loops.append(NestLoop(r, v, pos, False, shared=True, span=run))
                         bounds[r] = bounds[r] * v
                 continue
             below = arch.levels[us.path[pos + 1]].mesh if pos + 1 < len(us.path) else us.unit.mesh
@@ -102,7 +102,8 @@ class Compiled:
                     v = Poly.var(index[("s", pos, r, a)])
                     loops.append(NestLoop(r, v, pos, True, mesh=below))
                     bounds[r] = bounds[r] * v
-        group = (Group(info.plan.names, info.plan.fusion, info.intermediates) if fpos is not None
+        group = (Group(info.plan.names, info.plan.fusion, info.intermediates, tuple(info.users.items()))
+                 if fpos is not None
                  else Group((e.name,), None, frozenset()))
         own_cap = [pos for pos in range(us.first_own if fpos is None else fpos + 1, len(us.path))
                    if arch.levels[us.path[pos]].capacity(wl.word_bits) is not None]
@@ -168,7 +169,7 @@ def shared_columns(X: np.ndarray, bucket: Bucket, obj: bool) -> np.ndarray:
         X = X.astype(object)
     if not bucket.shared:
         return X
-    S = np.array([[f for _, _, f in bucket.shared]], dtype=X.dtype)
+    S = np.array([[f for _, _, f, _ in bucket.shared]], dtype=X.dtype)
     return np.concatenate([X, np.repeat(S, len(X), axis=0)], axis=1)
 
 

@@ -309,11 +309,16 @@ def _decode(inst, info: PlanInfo, bucket: Bucket, regs, metas) -> tuple[list[Ein
     group = None
     if info.plan.fusion is not None:
         group = FusedGroup(einsums=list(info.plan.names), fusion_level=names[info.plan.fusion].name,
-                           shared_loops=[SharedLoop(level=names[info.plan.top[p]].name, rank=info.dim(k).first,
-                                                    factor=f, renames={m: r for m, r in info.dim(k).ranks
-                                                                       if r != info.dim(k).first})
-                                         for p, k, f in bucket.shared])
+                           shared_loops=[_shared_loop(info, names[info.plan.top[p]].name, k, f, run)
+                                         for p, k, f, run in bucket.shared])
     return maps, group
+
+
+def _shared_loop(info: PlanInfo, level: str, key: str, factor: int, run: frozenset) -> SharedLoop:
+    d = info.dim(key, run)
+    everyone = frozenset(info.plan.names)
+    return SharedLoop(level=level, rank=d.first, factor=factor, renames={m: r for m, r in d.ranks if r != d.first},
+                      einsums=None if run == everyone else [m for m in info.plan.names if m in run])
 
 
 def enumerate_optimum(inst: Instance, objective: Optional[str] = None, prune: bool = True,

@@ -35,6 +35,7 @@ class SegmentResult:
     branches: int = 0
     deterministic_time: float = 0.0
     presolve: dict = field(default_factory=dict)  # CP-SAT's model after presolve: booleans, integers, fixed
+    named_solution: dict = field(default_factory=dict, repr=False)  # variable name -> value (hints a bigger model)
 
 
 @dataclass

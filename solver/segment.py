@@ -23,7 +23,7 @@ from math import gcd, prod
 
 from mapsolve.model.evaluate import port_words
 from mapsolve.model.nest import group_copy_bits, group_intermediates
-from mapsolve.model.views import SharedDim, shared_dims
+from mapsolve.model.views import SharedDim, run_dims, shared_dims
 from mapsolve.model.spec import EinsumMapping, FusedGroup, Instance
 from mapsolve.model.units import element_fj, fj
 
@@ -150,6 +150,8 @@ class SegmentModel:
         """The runs of members a shared loop may enclose (nested fusion, docs/model.md §3): every contiguous run,
         the whole group first. A loop's run is part of the tree the model chooses."""
         n = len(self.einsums)
+        if self.inst.solver.nesting == "flat":
+            return [(0, n)]
         return [(0, n)] + [(i, j) for i in range(n) for j in range(i + 1, n + 1) if (i, j) != (0, n)]
 
     def shared_dims(self, run: list | None = None) -> list[SharedDim]:
@@ -236,7 +238,7 @@ class SegmentModel:
                 span = frozenset(e.name for e in run)
                 suffix = "" if span == everyone else f"@{run[0].name}..{run[-1].name}"
                 at = []
-                for d in self.shared_dims(run):
+                for d in run_dims(self.einsums, i, j):
                     s = Slot(pos, d.key + suffix, self._exps(f"shared.{self.arch.levels[level].name}{suffix}",
                                                              d.first), shared=True, span=span)
                     self._nonunit(s)
