@@ -47,38 +47,61 @@ def print_result(inst: Instance, mapping: Mapping, result: Result, echo=typer.ec
 
 
 def loop_nest_lines(inst: Instance, mapping: Mapping) -> list[str]:
-    """The mapping as indented loops, shared loops of a fused group once above its members."""
+    """The mapping as indented loops: a fused group's shared loops once, each above the run of members it encloses
+    (a tree, for nested fusion)."""
     lines: list[str] = []
     by_name = {em.einsum: em for em in mapping.einsums}
     grouped = {n: g for g in mapping.groups for n in g.einsums}
+    levels = [lv.name for lv in inst.architecture.levels]
     done: set[str] = set()
+
+    def member(name: str, depth: int) -> None:
+        em = by_name[name]
+        lines.append("  " * depth + f"{name} on {em.compute_unit}:")
+        d = depth + 1
+        for lm in em.levels:
+            keep = ",".join(lm.keep) or "-"
+            lines.append("  " * d + f"[{lm.level}: {keep}]")
+            for lp in lm.temporal:
+                if lp.factor > 1:
+                    lines.append("  " * d + f"for {lp.rank} in [0:{lp.factor})")
+                    d += 1
+            for sp in lm.spatial:
+                if sp.factor > 1:
+                    lines.append("  " * d + f"spatial-for {sp.rank} in [0:{sp.factor}) on {sp.axis}")
+                    d += 1
+        done.add(name)
+
+    def tree(g, run: list[str], loops: list, depth: int) -> None:
+        """Members of `run` in order; a loop of `loops` (nest order) enclosing the next one is printed above the
+        run it encloses."""
+        everyone = list(g.einsums)
+        i = 0
+        while i < len(run):
+            sl = next((x for x in loops if x.encloses(run[i])), None)
+            if sl is None:
+                member(run[i], depth)
+                i += 1
+                continue
+            span = [m for m in run if sl.encloses(m)]
+            who = "" if sl.einsums is None or span == everyone else f" by {'+'.join(span)}"
+            lines.append("  " * depth + f"for {sl.rank} in [0:{sl.factor})   # {sl.level}, shared{who}")
+            inner = [x for x in loops[loops.index(sl) + 1:] if all(sl.encloses(m) for m in (x.einsums or everyone))]
+            tree(g, span, inner, depth + 1)
+            i += len(span)
+
     for e in inst.workload.einsums:
         if e.name in done:
             continue
         g = grouped.get(e.name)
         members = g.einsums if g else [e.name]
-        depth = 0
         if g and len(members) > 1:
             lines.append(f"fused group {'+'.join(members)} (intermediates at {g.fusion_level})")
-            for sl in g.shared_loops:
-                if sl.factor > 1:
-                    lines.append("  " * (depth + 1) + f"for {sl.rank} in [0:{sl.factor})   # {sl.level}, shared")
-                    depth += 1
-            depth += 1
-        for name in members:
-            em = by_name[name]
-            lines.append("  " * depth + f"{name} on {em.compute_unit}:")
-            d = depth + 1
-            for lm in em.levels:
-                keep = ",".join(lm.keep) or "-"
-                lines.append("  " * d + f"[{lm.level}: {keep}]")
-                for lp in lm.temporal:
-                    if lp.factor > 1:
-                        lines.append("  " * d + f"for {lp.rank} in [0:{lp.factor})")
-                        d += 1
-                for sp in lm.spatial:
-                    if sp.factor > 1:
-                        lines.append("  " * d + f"spatial-for {sp.rank} in [0:{sp.factor}) on {sp.axis}")
-                        d += 1
-            done.add(name)
+            loops = sorted((sl for sl in g.shared_loops if sl.factor > 1),
+                           key=lambda sl: (levels.index(sl.level) if sl.level in levels else 0,
+                                           g.shared_loops.index(sl)))
+            tree(g, list(members), loops, 1)
+        else:
+            for name in members:
+                member(name, 0)
     return lines
