@@ -7,12 +7,15 @@ segment and combines them with a shortest path (solver/search.py). This module b
 Data: the segment's Einsums, their candidate compute units, the fusion level F and the levels above it.
 Variables:
 - exponents of every loop factor: per (Einsum, unit, level, rank, prime) for temporal loops, per axis for
-  spatial loops, and per (level above F, rank, prime) for the group's shared loops;
+  spatial loops, and per (level above F, run of members, dimension, prime) for the group's shared loops: the
+  whole group, and every proper contiguous run with dimensions of its own (nested fusion, `run_dims`);
 - loop order: one Boolean per pair of ranks per level ("r1 is outside r2"), transitive;
 - residency: keep[tensor, level] per Einsum and unit (at F and above: one per group);
 - the compute unit of each Einsum: exactly one `choose` literal.
-Constraints: factors of each rank multiply to its bound; spatial factors fit each mesh axis; live tiles fit
-each level's capacity (for the chosen unit); the residency and fusion rules of docs/model.md §3.
+Constraints: factors of each rank multiply to its bound (over the member's own loops and the shared loops enclosing
+it); spatial factors fit each mesh axis; live tiles fit each level's capacity (for the chosen unit); the runs in use
+form a tree; the residency and fusion rules of docs/model.md §3 (a group copy is tiled by the loops enclosing all
+its users, `frame`).
 Objective: energy (fJ) and latency (cycles) as exact integer linear expressions of monomial variables, one per
 count of docs/model.md §4, gated by the residency Booleans that make the count exist.
 """
@@ -23,7 +26,7 @@ from math import gcd, prod
 
 from mapsolve.model.evaluate import port_words
 from mapsolve.model.nest import group_copy_bits, group_intermediates
-from mapsolve.model.views import SharedDim, run_dims, shared_dims
+from mapsolve.model.views import SharedDim, run_dims
 from mapsolve.model.spec import EinsumMapping, FusedGroup, Instance
 from mapsolve.model.units import element_fj, fj
 
@@ -154,10 +157,6 @@ class SegmentModel:
             return [(0, n)]
         return [(0, n)] + [(i, j) for i in range(n) for j in range(i + 1, n + 1) if (i, j) != (0, n)]
 
-    def shared_dims(self, run: list | None = None) -> list[SharedDim]:
-        """The dimensions a loop enclosing `run` (default: the group) may iterate (a rank per member of it, not
-        crossing a reduction read inside the run; model/views.py)."""
-        return shared_dims(self.einsums if run is None else run)
 
     def tensor_size_expo(self, ranks) -> Expo:
         e = Expo()
