@@ -409,3 +409,22 @@ def test_closed_stdout_is_not_a_traceback() -> None:
     err = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("command", ["solve", "verify"])
+def test_unknown_nesting_is_refused(command: str) -> None:
+    proc = cli(command, TINY, "--nesting", "deep")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "--nesting must be tree or flat" in proc.stderr
+
+
+def test_shared_loop_tree_violation_names_the_loops(tmp_path: Path) -> None:
+    """A loop enclosing more members than a loop outside it (not a tree) is refused with one line."""
+    mapping = json.loads((INSTANCES / "tiny_nested.mapping.json").read_text())
+    loops = mapping["groups"][0]["shared_loops"]
+    loops[0]["einsums"], loops[1]["einsums"] = ["QK", "AV"], None     # the inner loop now encloses Z too
+    bad = tmp_path / "m.json"
+    bad.write_text(json.dumps(mapping))
+    proc = cli("evaluate", INSTANCES / "tiny_nested.json", bad)
+    assert proc.returncode == 2
+    assert "form a tree" in proc.stderr and proc.stderr.strip().count("\n") == 0
