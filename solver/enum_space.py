@@ -99,11 +99,11 @@ class PlanInfo:
         """Keys of the dimensions (of loops enclosing `run`, default the group) that index tensor t, as a member of
         the run that uses t names them (every dimension if no member of the run uses t: none)."""
         dims = self.shared_dims if run is None else self.runs[run]
-        ranks = self.group_tensors[t]
         m = self.tensor_user[t] if run is None else next((x for x in self.plan.names if x in run and
                                                           x in self.users[t]), None)
         if m is None:
             return set()
+        ranks = next(e for e in self.members if e.name == m).tensors[t]   # as m names the tensor's dimensions
         return {d.key for d in dims if d.rank_of(m) in ranks}
 
 

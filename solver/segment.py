@@ -168,8 +168,14 @@ class SegmentModel:
     # ======================================================================================================
     # Variables
     # ======================================================================================================
-    def _exps(self, name: str, rank: str) -> dict[int, ExpVar]:
-        return {p: self.x.exponent(f"{name}.{rank}.{p}", rank, p, a) for p, a in self.primes[rank].items()}
+    def _exps(self, name: str, rank: str, budget_group: str | None = None) -> dict[int, ExpVar]:
+        """Exponent variables per prime of the rank's bound. `budget_group` labels the exponents whose total the
+        table bounds may assume is at most the bound's (solver/exact.py): a member's own loops share their rank's
+        label; each shared loop gets a label of its own, because its rank is named differently by each member (a
+        view) and several runs' loops may iterate one rank of a member: a rank's label on them made the tables
+        too small and excluded valid mappings (a loop over QK's query rank labelled like KP's key rank)."""
+        group = rank if budget_group is None else budget_group
+        return {p: self.x.exponent(f"{name}.{rank}.{p}", group, p, a) for p, a in self.primes[rank].items()}
 
     def _nonunit(self, slot: Slot):
         if not slot.exps:
@@ -238,8 +244,9 @@ class SegmentModel:
                 suffix = "" if span == everyone else f"@{run[0].name}..{run[-1].name}"
                 at = []
                 for d in run_dims(self.einsums, i, j):
-                    s = Slot(pos, d.key + suffix, self._exps(f"shared.{self.arch.levels[level].name}{suffix}",
-                                                             d.first), shared=True, span=span)
+                    label = f"shared.{self.arch.levels[level].name}{suffix}"
+                    s = Slot(pos, d.key + suffix, self._exps(label, d.first, f"{label}.{d.key}"), shared=True,
+                             span=span)
                     self._nonunit(s)
                     at.append(s)
                     self.shared_dim[id(s)] = d

@@ -162,8 +162,10 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
     model's is not a bound of the larger mapspace."""
     if nests_deeper(inst, plan):
         t0 = time.perf_counter()
-        first = _solve_one(flat(inst), plan, components, seconds / 2, workers, seed, on_solution, log, cutoff,
-                           None, control, on_model, energy_unit, None if det_seconds is None else det_seconds / 2)
+        # a warm start, not reported: its model, incumbents and bound are not the segment's (the tree model
+        # finds the hinted solution at once and reports it)
+        first = _solve_one(flat(inst), plan, components, seconds / 2, workers, seed, None, log, cutoff,
+                           None, control, None, energy_unit, None if det_seconds is None else det_seconds / 2)
         spent = time.perf_counter() - t0
         if control is not None and control.interrupted:
             return dataclasses.replace(first, status="UNKNOWN" if first.values is None else "FEASIBLE",
