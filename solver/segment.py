@@ -170,10 +170,12 @@ class SegmentModel:
     # ======================================================================================================
     def _exps(self, name: str, rank: str, budget_group: str | None = None) -> dict[int, ExpVar]:
         """Exponent variables per prime of the rank's bound. `budget_group` labels the exponents whose total the
-        table bounds may assume is at most the bound's (solver/exact.py): a member's own loops share their rank's
-        label; each shared loop gets a label of its own, because its rank is named differently by each member (a
-        view) and several runs' loops may iterate one rank of a member: a rank's label on them made the tables
-        too small and excluded valid mappings (a loop over QK's query rank labelled like KP's key rank)."""
+        table bounds may assume is at most the bound's (solver/exact.py): a member's own loops are labelled by
+        their rank; a shared loop by its dimension's key, which is the rank when every member names it so (then
+        all loops of one label in a member's expression are that member's one rank, whose exponents total the
+        bound) and otherwise, a view, a key like "P~M" that no rank has. Labelling a view's loop by its first
+        member's rank made the tables too small wherever another member has a rank of that name: valid mappings
+        were excluded (KP+QK, QK's query rank P against the key dimension P~M)."""
         group = rank if budget_group is None else budget_group
         return {p: self.x.exponent(f"{name}.{rank}.{p}", group, p, a) for p, a in self.primes[rank].items()}
 
@@ -245,8 +247,7 @@ class SegmentModel:
                 at = []
                 for d in run_dims(self.einsums, i, j):
                     label = f"shared.{self.arch.levels[level].name}{suffix}"
-                    s = Slot(pos, d.key + suffix, self._exps(label, d.first, f"{label}.{d.key}"), shared=True,
-                             span=span)
+                    s = Slot(pos, d.key + suffix, self._exps(label, d.first, d.key), shared=True, span=span)
                     self._nonunit(s)
                     at.append(s)
                     self.shared_dim[id(s)] = d
