@@ -22,6 +22,7 @@ from mapsolve.model.spec import Instance, Mapping  # noqa: E402
 from mapsolve.solver import solve  # noqa: E402
 from mapsolve.solver import enum_template as et  # noqa: E402
 from mapsolve.solver import enumerate as en  # noqa: E402
+from mapsolve.solver.segment_solve import flat as flat_of  # noqa: E402
 from mapsolve.solver.enum_space import buckets, plan_info, plans, tiling_rows  # noqa: E402
 from strategies import architectures, workloads  # noqa: E402
 
@@ -89,18 +90,24 @@ def _save_mismatch(inst, objective, cp_mapping, enum_mapping) -> Path:
           suppress_health_check=list(HealthCheck))
 @given(small_instances())
 def test_solver_equals_enumeration(inst: Instance):
+    _solver_equals_enumeration(inst)
+
+
+def _solver_equals_enumeration(inst: Instance):
+    """CP-SAT's optimum == pruned enumeration == brute force (or all infeasible); the solver's result, or None."""
     objective = inst.solver.objective
     pruned = _run_enum(inst, True)
     brute = _run_enum(inst, False)
     res = solve(inst, objective, workers=1, seed=0, deterministic_time=30)
     if pruned is None:
         assert brute is None and res.status == "INFEASIBLE", (res.status, brute and brute.objective)
-        return
+        return None
     assert brute is not None and brute.objective == pruned.objective, (brute.objective, pruned.objective)
     assert res.status == "OPTIMAL", res.status
     if res.objective != pruned.objective:
         path = _save_mismatch(inst, objective, res.mapping, pruned.mapping)
         pytest.fail(f"CP-SAT {res.objective} != enumerator {pruned.objective}; case saved to {path}")
+    return res
 
 
 NESTED_SEEN = {"cases": 0, "tree_wins": 0}
@@ -112,20 +119,10 @@ NESTED_SEEN = {"cases": 0, "tree_wins": 0}
 def test_solver_equals_enumeration_nested(inst: Instance):
     """Nested fusion (solver.nesting "tree", the default): CP-SAT, the pruned enumerator and brute force find the
     same optimum over trees of shared loops; and it is never worse than the flat mapspace's (which it contains)."""
-    objective = inst.solver.objective
-    pruned = _run_enum(inst, True)
-    brute = _run_enum(inst, False)
-    res = solve(inst, objective, workers=1, seed=0, deterministic_time=30)
-    flat_inst = inst.model_copy(update={"solver": inst.solver.model_copy(update={"nesting": "flat"})})
-    flat = solve(flat_inst, objective, workers=1, seed=0, deterministic_time=30)
-    if pruned is None:
-        assert brute is None and res.status == "INFEASIBLE", (res.status, brute and brute.objective)
+    res = _solver_equals_enumeration(inst)
+    if res is None:
         return
-    assert brute is not None and brute.objective == pruned.objective, (brute.objective, pruned.objective)
-    assert res.status == "OPTIMAL", res.status
-    if res.objective != pruned.objective:
-        path = _save_mismatch(inst, objective, res.mapping, pruned.mapping)
-        pytest.fail(f"CP-SAT {res.objective} != enumerator {pruned.objective}; case saved to {path}")
+    flat = solve(flat_of(inst), inst.solver.objective, workers=1, seed=0, deterministic_time=30)
     assert flat.status in ("OPTIMAL", "INFEASIBLE")
     if flat.status == "OPTIMAL":
         assert res.objective <= flat.objective
@@ -199,8 +196,7 @@ def test_verify_shipped_nested():
     _verify("tiny_nested", "energy", "tree")
     inst = load_instance(ROOT / "instances" / "tiny_nested.json")
     tree = solve(inst, "energy", workers=1, seed=0, deterministic_time=60)
-    flat = solve(inst.model_copy(update={"solver": inst.solver.model_copy(update={"nesting": "flat"})}), "energy",
-                 workers=1, seed=0, deterministic_time=60)
+    flat = solve(flat_of(inst), "energy", workers=1, seed=0, deterministic_time=60)
     assert tree.status == flat.status == "OPTIMAL"
     assert tree.objective[0] < flat.objective[0]
     assert any(sl.einsums is not None for g in tree.mapping.groups for sl in g.shared_loops)
