@@ -50,6 +50,9 @@ def _counts_of(n: Nest, filled_once: set[tuple[str, int]]) -> dict[tuple[int, st
     if fpos is not None:  # the group's copy at F and above is produced here: consumers in the group never fill it
         filled_once.update((o, n.path[pos]) for pos in kept if pos <= fpos)
     acc = n.accumulates(o)
+    # a recurrence's step replaces its state: updates are plain writes and a residency never reads its old state
+    # back for the producer (a reader of the previous state fills it as an input, docs §4)
+    replaces = n.einsum.recurrence is not None
     arriving = ops // n.reduction(kept[-1], None, o)
     carrying = 0          # arrivals that already hold the old partial sum (drains of read-back residencies)
     at(kept[-1], o).reductions += ops - arriving
@@ -62,12 +65,13 @@ def _counts_of(n: Nest, filled_once: set[tuple[str, int]]) -> dict[tuple[int, st
         empty = drains if acc.get(pos) else first_visits   # element-residencies that start with no value
         c.updates += arriving
         c.writes += arriving
-        c.update_reads += arriving - carrying - empty
-        c.reads += arriving - carrying - empty
+        if not replaces:
+            c.update_reads += arriving - carrying - empty
+            c.reads += arriving - carrying - empty
         if i == 0:
             break
         parent = kept[i - 1]
-        readbacks = 0 if acc[pos] else drains - first_visits
+        readbacks = 0 if acc[pos] or replaces else drains - first_visits
         c.drains += drains
         c.reads += drains
         c.fills += readbacks

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from math import prod
 
 from .result import MappingError
+from .online import check_recurrences, reads_final
 from .views import incompatibility
 from .spec import Einsum, Instance, Mapping, Mesh
 
@@ -299,7 +300,9 @@ def build_nests(inst: Instance, mapping: Mapping) -> list[Nest]:
     shared_by_group = {tuple(g.einsums): g.shared_loops for g in mapping.groups}
     nests = [_build_one(inst, seen[e.name], e, groups[e.name], shared_by_group.get(groups[e.name].einsums, []))
              for e in wl.einsums]
-    _check_groups(inst, nests, {tuple(g.einsums): g for g in mapping.groups})
+    specs = {tuple(g.einsums): g for g in mapping.groups}
+    _check_groups(inst, nests, specs)
+    check_recurrences(inst, nests, specs)
     return nests
 
 
@@ -426,14 +429,14 @@ def group_copy_bits(wl, members, tensor: str) -> int:
     depends on that member's own loops, while the group's copies must fit for every member at once), else its
     width."""
     for e in members:
-        if e.output.tensor == tensor and prod(wl.ranks[r] for r in set(e.space) - set(e.output.ranks)) > 1:
+        if e.output.tensor == tensor and e.recurrence is None and prod(wl.ranks[r] for r in e.reduced) > 1:
             return max(wl.bits(tensor), wl.accumulator_bits(tensor))
     return wl.bits(tensor)
 
 
 def formats(wl, e) -> tuple[dict[str, tuple[int, int]], bool]:
     """(tensor -> (bits, accumulator bits), whether it reduces) of Einsum e: the `Nest` fields widths need."""
-    reduced = set(e.space) - set(e.output.ranks)
+    reduced = e.reduced if e.recurrence is None else set()   # a recurrence's state is never a partial sum
     return ({t: (wl.bits(t), wl.accumulator_bits(t)) for t in e.tensors},
             prod(wl.ranks[r] for r in reduced) > 1)
 
@@ -471,7 +474,7 @@ def _check_groups(inst: Instance, nests: list[Nest], specs: dict) -> None:
                 r = dim[e.name]
                 if r not in set(e.space) - set(e.output.ranks):
                     continue
-                readers = [c.name for c in inside if c is not e and e.output.tensor in {t.tensor for t in c.inputs}]
+                readers = [c.name for c in inside if c is not e and reads_final(c, e.output.tensor)]
                 if readers:
                     raise MappingError(f"{where}: shared loop over {r} crosses a reduction: {e.name} reduces {r} "
                                        f"and {readers[0]} reads its output {e.output.tensor} under the same loop "

@@ -41,6 +41,15 @@ class TensorRef(Strict):
                              "Einsum may name them with other ranks of equal bounds (a view), e.g. K[H,E,P] "
                              "written over P and read by QK as K[H,E,M].")
 
+    running: Optional[Literal["current", "previous"]] = Field(None, description="Only for an input that is the "
+                                                             "state of a recurrence (docs/model.md §3, online "
+                                                             "reductions): read the state as it is at the current "
+                                                             "step of the carried rank, \"current\" (after this "
+                                                             "step's update: the producer comes earlier in the "
+                                                             "cascade) or \"previous\" (before it: the producer "
+                                                             "comes later, or is this Einsum). Omit to read the "
+                                                             "final value.")
+
     @field_validator("ranks")
     @classmethod
     def _no_repeats(cls, ranks: list[str]) -> list[str]:
@@ -58,6 +67,12 @@ class Einsum(Strict):
                                     "earlier in the cascade is an intermediate.")
     op: Op = Field(description="Operation per point of the iteration space. For ranks the output lacks, the op "
                    "is also the reduction (mac/add: sum, max: max); element-wise ops have no reduced ranks.")
+    recurrence: Optional[str] = Field(None, description="A rank the output carries state across (an online "
+                                      "reduction, docs/model.md §3): the output lacks it, and each step of it "
+                                      "replaces the output (the state) with the step's result, which may read "
+                                      "the state before the step (an input of the output tensor itself with "
+                                      "running \"previous\"). The rank's loops must be temporal (steps run in "
+                                      "order); the output has every other rank of the Einsum.")
 
     @property
     def tensors(self) -> dict[str, list[str]]:
@@ -68,6 +83,14 @@ class Einsum(Strict):
     def space(self) -> list[str]:
         """The iteration space: every rank of any of its tensors, sorted."""
         return sorted(set().union(*(set(r) for r in self.tensors.values())))
+
+    @property
+    def reduced(self) -> set[str]:
+        """Ranks the output lacks: summed or maxed over, or, for a recurrence, the carried rank."""
+        return set(self.space) - set(self.output.ranks)
+
+    def running_inputs(self) -> list[TensorRef]:
+        return [t for t in self.inputs if t.running is not None]
 
 
 class TensorFormat(Strict):
@@ -167,18 +190,31 @@ class Workload(Strict):
                                          f"{here}) but is {seen} (bounds {there}) elsewhere; a tensor's "
                                          f"dimensions are positional and must have equal bounds")
             in_names = [i.tensor for i in e.inputs]
-            if len(set(in_names)) != len(in_names) or e.output.tensor in in_names:
-                raise ValueError(f"einsum {e.name}: a tensor appears twice")
+            self_read = [i for i in e.inputs if i.tensor == e.output.tensor]
+            if len(set(in_names)) != len(in_names) or any(i.running != "previous" for i in self_read):
+                raise ValueError(f"einsum {e.name}: a tensor appears twice" + (
+                    " (a recurrence reads its own state with running \"previous\")" if self_read else ""))
+            if e.output.running is not None:
+                raise ValueError(f"einsum {e.name}: output.running: only an input may read a running state")
             if e.output.tensor in produced:
                 raise ValueError(f"einsum {e.name}: tensor {e.output.tensor} is written by two Einsums")
             later = {x.output.tensor for x in self.einsums[names.index(e.name) + 1:]}
-            for t in in_names:
-                if t in later:
-                    raise ValueError(f"einsum {e.name}: input {t} is produced by a later Einsum "
-                                     f"(einsums must be in execution order)")
+            for i in e.inputs:
+                if i.tensor in later and i.running != "previous":
+                    raise ValueError(f"einsum {e.name}: input {i.tensor} is produced by a later Einsum "
+                                     f"(einsums must be in execution order; only a running \"previous\" read "
+                                     f"of a recurrence may come before it)")
             produced.add(e.output.tensor)
             space = set().union(*(set(r.ranks) for r in refs))
             reduced = space - set(e.output.ranks)
+            if e.recurrence is not None:
+                if e.recurrence not in space or e.recurrence in e.output.ranks:
+                    raise ValueError(f"einsum {e.name}: recurrence rank {e.recurrence!r} must be a rank of its "
+                                     f"inputs that the output lacks")
+                if reduced != {e.recurrence}:
+                    raise ValueError(f"einsum {e.name}: a recurrence's output has every rank but the carried one "
+                                     f"{e.recurrence}; it also lacks {sorted(reduced - {e.recurrence})}")
+                reduced = set()
             if reduced and e.op not in ("mac", "add", "max"):
                 raise ValueError(f"einsum {e.name}: op {e.op} cannot reduce ranks {sorted(reduced)} "
                                  f"(only mac, add and max reduce)")
@@ -187,14 +223,37 @@ class Workload(Strict):
                 points *= self.ranks[r]
             if points > 2**62:
                 raise ValueError(f"einsum {e.name}: {points} operations is too big (max 2^62)")
-        reducing = {e.output.tensor for e in self.einsums if set(e.space) - set(e.output.ranks)}
+        self._check_running(names)
+        reducing = {e.output.tensor for e in self.einsums if e.reduced and e.recurrence is None}
         for t, f in self.tensors.items():
             if t not in tensor_ranks:
                 raise ValueError(f"tensors.{t}: no Einsum uses a tensor {t!r}")
             if f.accumulator_bits is not None and t not in reducing:
                 raise ValueError(f"tensors.{t}: accumulator_bits is for outputs of a reduction, and no Einsum "
-                                 f"reduces into {t}")
+                                 f"reduces into {t} (a recurrence's state is held at its bits)")
         return self
+
+    def _check_running(self, names: list[str]) -> None:
+        """A running read names the state of a recurrence, in an Einsum that iterates the carried rank; "current"
+        comes after the producer in the cascade, "previous" before it (or is the producer's own read)."""
+        producer = {e.output.tensor: (i, e) for i, e in enumerate(self.einsums)}
+        for i, e in enumerate(self.einsums):
+            for ref in e.running_inputs():
+                j, p = producer.get(ref.tensor, (None, None))
+                where = f"einsum {e.name}: input {ref.tensor} (running {ref.running})"
+                if p is None or p.recurrence is None:
+                    raise ValueError(f"{where}: only the output of a recurrence has a running value")
+                if p.recurrence not in e.space:
+                    raise ValueError(f"{where}: {e.name} must iterate the carried rank {p.recurrence}")
+                if ref.ranks != p.output.ranks:
+                    raise ValueError(f"{where}: read as {ref.ranks}, but the state is {p.output.ranks}")
+                if ref.running == "current" and j >= i:
+                    raise ValueError(f"{where}: the current state is read after its producer {p.name} in the "
+                                     f"cascade (use \"previous\" before it)")
+                if ref.running == "previous" and j < i:
+                    raise ValueError(f"{where}: after {p.name} has updated the state its previous value is gone; "
+                                     f"copy it before the update (an Einsum before {p.name} reading it "
+                                     f"\"previous\") or read \"current\"")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -401,6 +460,14 @@ class LevelMapping(Strict):
 
     level: str = Field(description="Level name (every level on the Einsum's path, outermost first).")
     keep: list[str] = Field(default_factory=list, description="Tensors kept (resident) here; others bypass.")
+
+    @field_validator("keep")
+    @classmethod
+    def _keep_is_a_set(cls, keep: list[str]) -> list[str]:
+        dup = sorted({t for t in keep if keep.count(t) > 1})
+        if dup:
+            raise ValueError(f"{dup[0]} is listed twice")
+        return keep
     temporal: list[Loop] = Field(default_factory=list, description="Temporal loops at this level, outermost "
                                  "first; at most one per rank.")
     spatial: list[SpatialLoop] = Field(default_factory=list, description="Spatial loops (at most one per rank and axis) distributing this "

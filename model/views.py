@@ -59,7 +59,7 @@ def incompatibility(members, dim: dict[str, str]) -> str | None:
 def read_inside(members) -> frozenset[str]:
     """Outputs of `members` that another of them reads: a loop enclosing all of `members` must not run over a rank
     whose reduction produces one of them (the reader would see partial values, docs/model.md §3)."""
-    read = {t.tensor for e in members for t in e.inputs}
+    read = {t.tensor for e in members for t in e.inputs if t.running is None}   # running reads may share the loop
     return frozenset(e.output.tensor for e in members if e.output.tensor in read)
 
 

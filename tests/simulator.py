@@ -17,7 +17,13 @@ set of element coordinates, and counts each word that moves:
 * tiles below a fused group's fusion level are flushed at the end of each Einsum's run (groups of two or more
   Einsums), everything is flushed at the end of the group;
 * a consumer reading an element of an intermediate that has not received all its contributions raises
-  `FusionAcrossReduction`.
+  `FusionAcrossReduction`;
+* a recurrence (docs §3, online reductions) keeps its state as one element per output coordinate: each step of the
+  carried rank *replaces* it (a plain write, no read-modify-write, nothing read back), and the simulator counts the
+  steps applied to every state element. The producer must apply step c to a state that has had exactly c steps (in
+  order, one per step: never two updates of one element in one step), a running "current" read at step c must find
+  c + 1 steps applied, a "previous" read c; otherwise `StateOutOfStep`. A state the producer itself reads
+  ("previous") is filled from its parent whenever a residency of it starts, as an input would be.
 
 Peak live bits (and words) per level instance, energy (integer fJ) and latency (integer cycles, per docs §6 with per-instance
 traffic and one exact rounding per (group, level, port)) are derived from these literal counts.
@@ -45,6 +51,11 @@ class SimulatorError(Exception):
 
 class FusionAcrossReduction(SimulatorError):
     """A consumer read an element of an intermediate before all contributions to it were made."""
+
+
+class StateOutOfStep(FusionAcrossReduction):
+    """A recurrence's state was updated, or read running, at a step it is not at (steps out of order, run side by
+    side, or a running reader not in lock step with the producer)."""
 
 
 def fj(pj: Decimal) -> int:
@@ -93,6 +104,9 @@ class Nest:
     accumulate: dict = None                # output -> kept position -> the parent accumulates its drains
     group_members: tuple = ()              # the Einsums of its fused group
     users: dict = None                     # tensor -> the group's members that use it
+    carried: str | None = None             # a recurrence: the rank its output carries state across
+    running: dict = None                   # input tensor -> "current" / "previous" (running reads)
+    carried_of: dict = None                # running input tensor -> the rank its producer carries
 
     def tensor_ranks(self, t: str) -> list[str]:
         if t == self.output:
@@ -202,9 +216,12 @@ def _build_nest(inst: Instance, mapping: Mapping, ename: str, group) -> Nest:
             if x.name in group.einsums:
                 for ref in (x.output, *x.inputs):
                     users[ref.tensor] = users.get(ref.tensor, frozenset()) | {x.name}
+    producers = {x.output.tensor: x for x in wl.einsums}
+    running = {i.tensor: i.running for i in e.inputs if i.running is not None}
     return Nest(ename, e.op, em.compute_unit, path, loops, temporal, spatial, shared_count,
                 e.output.tensor, list(e.output.ranks), [(i.tensor, list(i.ranks)) for i in e.inputs], kept,
-                meshes, space, ops, fpos, accumulate, tuple(group.einsums) if group is not None else (), users)
+                meshes, space, ops, fpos, accumulate, tuple(group.einsums) if group is not None else (), users,
+                e.recurrence, running, {t: producers[t].recurrence for t in running})
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -282,6 +299,7 @@ class Simulator:
             space = {r for ref in (e.output, *e.inputs) for r in ref.ranks}
             self.expected[e.output.tensor] = math.prod(self.wl.ranks[r] for r in space - set(e.output.ranks))
         self.producer = {e.output.tensor: e.name for e in self.wl.einsums}
+        self.states = {e.output.tensor for e in self.wl.einsums if e.recurrence is not None}  # replaced, not RMW
 
     # ---------------- primitive counters ----------------
     def _bump(self, level: int, inst: tuple, t: str, what: str, n: int = 1, bits: int = 0) -> None:
@@ -384,7 +402,8 @@ class Simulator:
                     self._bump(plevel, pinst, ent.tensor, "reductions")
                 else:
                     self.seen.add(key)
-                    self._arrive_update(plevel, pinst, ent.tensor, elt, carries_old=elt in ent.back)
+                    self._arrive_update(plevel, pinst, ent.tensor, elt,
+                                        carries_old=elt in ent.back or ent.tensor in self.states)
         del self.resident[(ent.level, ent.inst, ent.tensor)]
         self.live[(ent.level, ent.inst)] -= len(ent.tile) * ent.cap_bits
 
@@ -399,7 +418,7 @@ class Simulator:
         ev = self.event
         self.seen = set()
         sigmas = list(itertools.product(*(range(lp.factor) for lp in n.spatial)))
-        tensors = [n.output] + [t for t, _ in n.inputs]
+        tensors = list(dict.fromkeys([n.output] + [t for t, _ in n.inputs]))  # a recurrence may read its own state
         # 1. which tiles change
         changes = []
         for t in tensors:
@@ -440,11 +459,18 @@ class Simulator:
                 if pent is None or not tile <= pent.tile:
                     raise SimulatorError(f"{n.name}: parent of {t} at {level} does not hold the tile")
                 ent.parent = (plevel, pinst)
-                if is_out:
+                if is_out and n.carried is not None and t in n.running:
+                    # the producer reads its previous state: the residency is filled like an input's
+                    for elt in sorted(tile):
+                        self._bump(level, inst, t, "fills")
+                        self._bump(level, inst, t, "writes", bits=width)
+                        self._bump(plevel, pinst, t, "reads", bits=width)
+                elif is_out:
                     ent.nonred = self._key_between(n, positions, p, k, "reduction")
                     # read back what this instance drained before, unless the parent accumulates (the
-                    # residency then starts from zero)
-                    back = frozenset() if n.accumulate[t][k] else tile & self.drained[(level, inst, t)]
+                    # residency then starts from zero); a recurrence's state is replaced, never read back
+                    back = frozenset() if n.accumulate[t][k] or n.carried is not None \
+                        else tile & self.drained[(level, inst, t)]
                     ent.back, ent.valued = back, set(back)
                     self._bump(level, inst, t, "fills", len(back))
                     self._bump(level, inst, t, "readbacks", len(back))
@@ -466,14 +492,26 @@ class Simulator:
             touched.add((level, inst))
         for level, inst in touched:
             self.peak[level] = max(self.peak[level], self.live[(level, inst)])
+        # a state a reader of its previous value brought in is the producer's to write back from now on
+        for k in n.kept[n.output][1:]:
+            for sigma in sigmas:
+                ent = self.resident.get((n.path[k], self._inst(self._positions(n, sigma), k), n.output))
+                if ent is not None and not ent.dirty:
+                    ent.dirty = True
         # 4. the operations of this step
         n_units = len(n.path)
+        stepped: set = set()
         for sigma in sigmas:
             c = self._coords(n, tau, sigma)
             positions = self._positions(n, sigma)
             for t, ranks in n.inputs:
                 elt = tuple(c[r] for r in ranks)
-                if t in self.producer and self.contrib[t][elt] != self.expected[t]:
+                if t in n.running:
+                    step = c[n.carried_of[t]] + (n.running[t] == "current")
+                    if self.contrib[t][elt] != step:
+                        raise StateOutOfStep(f"{n.name} reads {t}{elt} ({n.running[t]}) at step "
+                                             f"{c[n.carried_of[t]]} with {self.contrib[t][elt]} steps applied")
+                elif t in self.producer and self.contrib[t][elt] != self.expected[t]:
                     raise FusionAcrossReduction(
                         f"{n.name} reads {t}{elt} with {self.contrib[t][elt]} of {self.expected[t]} "
                         f"contributions")
@@ -491,6 +529,12 @@ class Simulator:
                     self._bump(n.path[L], linst, t, "reads", bits=self.wl.bits(t))
             o = n.output
             elt = tuple(c[r] for r in n.out_ranks)
+            if n.carried is not None:
+                if self.contrib[o][elt] != c[n.carried] or (o, elt) in stepped:
+                    raise StateOutOfStep(f"{n.name} applies step {c[n.carried]} to {o}{elt}, which has had "
+                                         f"{self.contrib[o][elt]} steps" + (" (twice in one step)"
+                                                                             if (o, elt) in stepped else ""))
+                stepped.add((o, elt))
             self.contrib[o][elt] += 1
             L = n.kept[o][-1]
             linst = self._inst(positions, L)
@@ -503,7 +547,7 @@ class Simulator:
                 self._bump(n.path[L], linst, o, "reductions")
             else:
                 self.seen.add(key)
-                self._arrive_update(n.path[L], linst, o, elt)
+                self._arrive_update(n.path[L], linst, o, elt, carries_old=n.carried is not None)
 
     # ---------------- groups ----------------
     def _groups(self):

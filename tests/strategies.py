@@ -23,6 +23,8 @@ from fractions import Fraction
 
 from hypothesis import assume, strategies as st
 
+from mapsolve.model.cascades import one_pass, two_pass
+from mapsolve.model.online import lock_step, reads_final
 from mapsolve.model.spec import (Architecture, ComputeUnit, Einsum, EinsumMapping, FusedGroup, Instance, Level,
                                  LevelMapping, Loop, Mapping, Mesh, OpCost, SharedLoop, SpatialLoop, TensorFormat,
                                  TensorRef, Workload)
@@ -342,9 +344,11 @@ def _budget_ok(inst, path, unit, per_pos) -> bool:
 
 
 @st.composite
-def mappings(draw, inst: Instance, allow_invalid: bool = True, nested: bool = False) -> Mapping:
+def mappings(draw, inst: Instance, allow_invalid: bool = True, nested: bool = False, online: bool = False) -> Mapping:
     """A random valid mapping (or, with `allow_invalid`, sometimes one fusing across a reduction); `nested`: fused
-    groups of two or more also get shared loops enclosing only a contiguous run of their members (a tree)."""
+    groups of two or more also get shared loops enclosing only a contiguous run of their members (a tree);
+    `online`: Einsums that must step in lock step (a recurrence and its running readers) are mostly put in one
+    group whose shared loops cover the carried rank (`_lock_step_loops`)."""
     wl, arch = inst.workload, inst.architecture
     einsums = list(wl.einsums)
     names = [e.name for e in einsums]
@@ -371,14 +375,18 @@ def mappings(draw, inst: Instance, allow_invalid: bool = True, nested: bool = Fa
             chunks.append(cur)
             cur = [nm]
     chunks.append(cur)
+    locked: set = set()
+    if online and not (allow_invalid and draw(st.integers(0, 7)) == 0):   # else a lock-step pair may be cut
+        chunks = _keep_lock_steps_together(wl, chunks)
+        locked = {x for p, c, _ in lock_step(wl) for x in (p, c)}
 
     groups: list[dict] = []
     for chunk in chunks:
-        fuse = len(chunk) >= 2 and (nested or draw(st.integers(0, 5)) > 0) or \
+        fuse = len(chunk) >= 2 and (nested or set(chunk) & locked or draw(st.integers(0, 5)) > 0) or \
             len(chunk) == 1 and draw(st.integers(0, 9)) == 0
         g = None
         if fuse:
-            g = _plan_group(draw, inst, chunk, unit_of, consumers, producer, allow_invalid, nested)
+            g = _plan_group(draw, inst, chunk, unit_of, consumers, producer, allow_invalid, nested, online)
         if g is None:
             groups.extend({"einsums": [nm], "fused": False} for nm in chunk)
         else:
@@ -404,8 +412,7 @@ def mappings(draw, inst: Instance, allow_invalid: bool = True, nested: bool = Fa
             for pos, li in enumerate(path):
                 lv = arch.levels[li]
                 keep = []
-                for ref in (e.output, *e.inputs):
-                    t = ref.tensor
+                for t in e.tensors:
                     fused_int = g["fused"] and t in g["intermediates"]
                     if pos == 0:
                         k = not fused_int
@@ -436,7 +443,56 @@ def mappings(draw, inst: Instance, allow_invalid: bool = True, nested: bool = Fa
     return Mapping(einsums=ems, groups=fgroups)
 
 
-def _plan_group(draw, inst: Instance, chunk: list[str], unit_of, consumers, producer, allow_invalid, nested=False):
+def _keep_lock_steps_together(wl, chunks):
+    """Merge the chunks that cut a lock-step range (a recurrence and a running reader)."""
+    names = [e.name for e in wl.einsums]
+    for p, c, _ in lock_step(wl):
+        lo, hi = sorted((names.index(p), names.index(c)))
+        merged, cur = [], []
+        for ch in chunks:
+            i = names.index(ch[0])
+            if cur and not (lo <= i <= hi):
+                merged.append(cur)
+                cur = []
+            cur = cur + ch
+            if names.index(ch[-1]) >= hi or names.index(ch[-1]) < lo:
+                merged.append(cur)
+                cur = []
+        if cur:
+            merged.append(cur)
+        chunks = merged
+    return chunks
+
+
+def _lock_step_loops(draw, inst, chunk, above, lo, allow_invalid):
+    """Shared loops covering each carried rank of the chunk's lock-step pairs: over the smallest run holding the
+    pairs (grown at random through members that iterate the rank), its bound split over levels above[lo:]."""
+    wl = inst.workload
+    by_name = {e.name: e for e in wl.einsums}
+    out = []
+    for r in sorted({r for p, c, r in lock_step(wl) if p in chunk and c in chunk}):
+        idx = [chunk.index(x) for p, c, rr in lock_step(wl) if rr == r and p in chunk and c in chunk for x in (p, c)]
+        i, j = min(idx), max(idx) + 1
+        while i > 0 and r in by_name[chunk[i - 1]].space and draw(st.booleans()):
+            i -= 1
+        while j < len(chunk) and r in by_name[chunk[j]].space and draw(st.booleans()):
+            j += 1
+        if any(r not in by_name[m].space for m in chunk[i:j]):
+            continue
+        span = None if (i, j) == (0, len(chunk)) else list(chunk[i:j])
+        rest = wl.ranks[r]
+        if allow_invalid and rest > 1 and draw(st.integers(0, 7)) == 0:
+            rest = draw(st.sampled_from(_divisors(rest)))      # leaves part of r to the members: invalid
+        for k in range(lo, len(above)):
+            f = rest if k == len(above) - 1 else draw(st.sampled_from(_divisors(rest)))
+            if f > 1 or draw(st.integers(0, 5)) == 0:
+                out.append((above[k], r, f, span))
+                rest //= f
+    return out
+
+
+def _plan_group(draw, inst: Instance, chunk: list[str], unit_of, consumers, producer, allow_invalid, nested=False,
+                online=False):
     wl, arch = inst.workload, inst.architecture
     by_name = {e.name: e for e in wl.einsums}
     paths = [arch.path(unit_of[nm]) for nm in chunk]
@@ -470,9 +526,10 @@ def _plan_group(draw, inst: Instance, chunk: list[str], unit_of, consumers, prod
     forbidden = set()
     for nm in chunk:
         e = by_name[nm]
-        if any(c in chunk for c in consumers.get(e.output.tensor, [])):
+        if any(c in chunk and reads_final(by_name[c], e.output.tensor) for c in consumers.get(e.output.tensor, [])):
             forbidden |= _reduced(e)
-    ok = sorted(common - forbidden)
+    stepped = {r for p, c, r in lock_step(wl) if p in chunk and c in chunk} if online else set()
+    ok = sorted(common - forbidden - stepped)
     shared: list[tuple[int, str, int]] = []
     for r in ok:
         rest = wl.ranks[r]
@@ -491,7 +548,10 @@ def _plan_group(draw, inst: Instance, chunk: list[str], unit_of, consumers, prod
     # order: by level, random within a level
     shared = draw(st.permutations(shared)) if shared else []
     shared = [(li, r, f, None) for li, r, f in sorted(shared, key=lambda s: above.index(s[0]))]
-    if nested and len(chunk) >= 2:
+    if stepped:
+        deepest = max([above.index(li) for li, _, _, _ in shared], default=0)
+        shared += _lock_step_loops(draw, inst, list(chunk), above, deepest, allow_invalid)
+    elif nested and len(chunk) >= 2:
         outer = {r: math.prod(f for _, r2, f, _ in shared if r2 == r) for r in wl.ranks}
         deepest = max([above.index(li) for li, _, _, _ in shared], default=0)
         shared += _subtree(draw, inst, list(chunk), chunk, above, deepest, outer, consumers, 2)
@@ -652,3 +712,79 @@ def readback_cases(draw):
                 keep.append(t)
         levels.append(LevelMapping(level=lv.name, keep=keep, temporal=per_pos[pos][0], spatial=per_pos[pos][1]))
     return inst, Mapping(einsums=[EinsumMapping(einsum="MM", compute_unit=unit.name, levels=levels)])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Online cascades: recurrences and running reads
+# --------------------------------------------------------------------------------------------------------------
+def _ref(t, ranks, running=None):
+    return TensorRef(tensor=t, ranks=list(ranks), running=running)
+
+
+@st.composite
+def _online_cascade(draw) -> list[Einsum]:
+    """A small cascade around one recurrence S[p] over r: a per-step tensor T, sometimes a reader of S's previous
+    state before S (U, like SPD), S itself (sometimes reading its own previous state), sometimes a reader of the
+    current state after it (C, like SLN) and a reader of the final state (Z)."""
+    q = draw(st.booleans())
+    x = ["r", "q", "p"] if q else ["r", "p"]
+    es = []
+    if q and draw(st.booleans()):
+        es.append(Einsum(name="T", output=_ref("T", "rp"), inputs=[_ref("X", x), _ref("W", "q")], op="mac"))
+    else:
+        es.append(Einsum(name="T", output=_ref("T", x), inputs=[_ref("X", x)], op=draw(st.sampled_from(["exp", "copy"]))))
+    t_ranks = list(es[-1].output.ranks)
+    step_in = ("T", t_ranks)
+    if draw(st.booleans()):
+        es.append(Einsum(name="U", output=_ref("U", t_ranks), inputs=[_ref("T", t_ranks), _ref("S", "p", "previous")],
+                         op="mul"))
+        step_in = ("U", t_ranks)
+    ins = [_ref(*step_in)]
+    if draw(st.booleans()) or step_in[0] == "T":
+        ins.append(_ref("S", "p", "previous"))
+    if draw(st.booleans()):
+        ins = ins[::-1]
+    s_ranks = ["p"] + (["q"] if "q" in t_ranks else [])
+    ins = [i if i.tensor != "S" else _ref("S", s_ranks, "previous") for i in ins]
+    if step_in[0] == "U" and s_ranks != ["p"]:
+        es[-1] = Einsum(name="U", output=_ref("U", t_ranks), inputs=[_ref("T", t_ranks), _ref("S", s_ranks, "previous")],
+                        op="mul")
+    es.append(Einsum(name="S", output=_ref("S", s_ranks), inputs=ins, op=draw(st.sampled_from(["add", "max", "mul"])),
+                     recurrence="r"))
+    if draw(st.booleans()):
+        es.append(Einsum(name="C", output=_ref("C", t_ranks), inputs=[_ref("T", t_ranks), _ref("S", s_ranks, "current")],
+                         op=draw(st.sampled_from(["sub", "exp"]))))
+        if draw(st.booleans()):
+            es.append(Einsum(name="D", output=_ref("D", s_ranks), inputs=[_ref("C", t_ranks)], op="add"))
+    if draw(st.booleans()):
+        es.append(Einsum(name="Z", output=_ref("Z", s_ranks), inputs=[_ref("S", s_ranks)], op="copy"))
+    return es
+
+
+@st.composite
+def online_instances(draw) -> Instance:
+    """Tiny online cascades: FuseMax's 1-pass attention, the 2-pass one, or `_online_cascade`."""
+    kind = draw(st.sampled_from(["1pass", "2pass", "random", "random"]))
+    if kind == "random":
+        einsums = draw(_online_cascade())
+        ranks = {"r": draw(st.sampled_from([2, 3, 4, 6])), "p": draw(st.sampled_from([1, 2, 3])),
+                 "q": draw(st.sampled_from([1, 2]))}
+        ranks = {k: v for k, v in ranks.items() if any(k in e.space for e in einsums)}
+    else:
+        einsums = one_pass(batch=()) if kind == "1pass" else two_pass(batch=())
+        ranks = {"E": draw(st.sampled_from([1, 2])), "F": draw(st.sampled_from([1, 2])),
+                 "P": draw(st.sampled_from([1, 2])), "M1": draw(st.sampled_from([2, 3])),
+                 "M0": draw(st.sampled_from([1, 2]))}
+    wl = Workload(ranks=ranks, word_bits=draw(st.sampled_from([8, 16])), einsums=einsums)
+    arch = draw(architectures(wl))
+    if draw(st.integers(0, 3)):   # mostly a single-instance level to fuse at
+        levels = list(arch.levels)
+        levels[1] = levels[1].model_copy(update={"mesh": Mesh(), "may_keep": None, "must_keep": []})
+        arch = arch.model_copy(update={"levels": levels})
+    return Instance(name=f"online-{kind}", workload=wl, architecture=arch)
+
+
+@st.composite
+def online_cases(draw, allow_invalid: bool = True):
+    inst = draw(online_instances())
+    return inst, draw(mappings(inst, allow_invalid=allow_invalid, online=True))

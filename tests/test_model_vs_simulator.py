@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mapsolve.model import MappingError, analyze  # noqa: E402
 from mapsolve.model.spec import Instance, Mapping  # noqa: E402
 from simulator import COUNTERS, FusionAcrossReduction, simulate  # noqa: E402
-from strategies import cases, readback_cases, renamings  # noqa: E402
+from strategies import cases, online_cases, readback_cases, renamings  # noqa: E402
 
 CASES = Path(__file__).parent / "cases"
 
@@ -477,3 +477,12 @@ def test_evaluator_matches_simulator_on_nested_groups(case):
     users; every count, capacity, energy and latency agree (or both reject a loop crossing a reduction)."""
     inst, mapping = case
     check(inst, mapping)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(online_cases())
+def test_evaluator_matches_simulator_on_online_cascades(case):
+    """Recurrences stepped by the simulator (state carried step by step, running reads checked against the steps
+    applied) against the evaluator's closed forms, on 1-pass and 2-pass attention and random online cascades."""
+    check(*case)
