@@ -35,6 +35,43 @@ def lock_step(wl) -> list[tuple[str, str, str]]:
     return [(p.name, c.name, r) for p, c, r in running_pairs(wl)]
 
 
+def temporal_only(wl) -> dict[str, set[str]]:
+    """Einsum name -> the ranks it may not spread spatially: a recurrence's carried rank, in the recurrence and
+    in every Einsum reading its state running."""
+    out: dict[str, set[str]] = {}
+    for p, c, r in running_pairs(wl):
+        out.setdefault(p.name, set()).add(r)
+        out.setdefault(c.name, set()).add(r)
+    for e in wl.einsums:
+        if e.recurrence is not None:
+            out.setdefault(e.name, set()).add(e.recurrence)
+    return out
+
+
+def split_pair(wl, names) -> tuple[str, str, str] | None:
+    """A lock-step pair (producer, reader, rank) that the group `names` holds one member of, or None. A group of
+    one holding both is impossible: a group of one cannot share loops."""
+    inside = set(names)
+    for p, c, r in lock_step(wl):
+        if (p in inside) != (c in inside) or (len(inside) == 1 and p in inside):
+            return p, c, r
+    return None
+
+
+def lock_step_ranges(wl) -> list[list[str]]:
+    """The smallest contiguous runs of Einsums holding every lock-step pair (overlapping pairs merged): each must
+    lie inside one fused group."""
+    names = [e.name for e in wl.einsums]
+    spans = sorted(tuple(sorted((names.index(p), names.index(c)))) for p, c, _ in lock_step(wl))
+    out: list[list[int]] = []
+    for lo, hi in spans:
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return [names[lo:hi + 1] for lo, hi in out]
+
+
 def reads_final(e, tensor: str) -> bool:
     """Whether Einsum e reads `tensor`'s final value (an ordinary read: the reduction barrier applies)."""
     return any(t.tensor == tensor and t.running is None for t in e.inputs)
@@ -44,14 +81,7 @@ def check_recurrences(inst, nests, specs: dict) -> None:
     """The rules of the module docstring, on built nests (`specs`: member names -> the mapping's FusedGroup)."""
     wl = inst.workload
     by_name = {n.einsum.name: n for n in nests}
-    steppers: dict[str, set] = {}
-    for p, c, r in running_pairs(wl):
-        steppers.setdefault(p.name, set()).add(r)
-        steppers.setdefault(c.name, set()).add(r)
-    for e in wl.einsums:
-        if e.recurrence is not None:
-            steppers.setdefault(e.name, set()).add(e.recurrence)
-    for name, ranks in steppers.items():
+    for name, ranks in temporal_only(wl).items():
         for lp in by_name[name].loops:
             if lp.spatial and lp.factor > 1 and lp.rank in ranks:
                 raise MappingError(f"einsum {name}: spatial loop over {lp.rank}, which a recurrence carries state "

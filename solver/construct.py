@@ -17,7 +17,11 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from mapsolve.model import MappingError, evaluate
-from mapsolve.model.spec import (EinsumMapping, Instance, LevelMapping, Loop, Mapping, SpatialLoop, Workload)
+from mapsolve.model.nest import group_intermediates
+from mapsolve.model.online import lock_step, lock_step_ranges
+from mapsolve.model.spec import (EinsumMapping, FusedGroup, Instance, LevelMapping, Loop, Mapping, SharedLoop,
+                                 SpatialLoop, Workload)
+from mapsolve.model.views import shared_dims
 
 from .segment import factorize
 
@@ -238,12 +242,86 @@ def construct_einsum(inst: Instance, name: str, component: str = "energy",
 
 def constructive_mapping(inst: Instance, component: str = "energy",
                          max_evaluations: int = 200) -> Optional[Mapping]:
-    """Every Einsum alone, each on its best unit with a locally improved tiling; None if some Einsum has no
-    valid trivial mapping (e.g. must_keep tensors that cannot fit even as one word each)."""
-    maps = []
+    """Every Einsum alone, each on its best unit with a locally improved tiling, but the runs that must step in
+    lock step (a recurrence and its running readers, `lock_step_group`); None if some Einsum or run has no valid
+    mapping this way (e.g. must_keep tensors that cannot fit even as one word each)."""
+    maps, groups = [], []
+    locked = {n: run for run in lock_step_ranges(inst.workload) for n in run}
+    done: set = set()
     for e in inst.workload.einsums:
+        if e.name in done:
+            continue
+        if e.name in locked:
+            options = list(lock_step_groups(inst, locked[e.name]))
+            if not options:
+                return None
+            groups.append(options)
+            done.update(locked[e.name])
+            continue
         em = construct_einsum(inst, e.name, component, max_evaluations)
         if em is None:
             return None
         maps.append(em)
-    return Mapping(einsums=maps)
+    order = [e.name for e in inst.workload.einsums]
+    chosen: list = []
+    for options in groups:      # the first option of each run that makes the whole mapping valid
+        for ems, group in options:
+            trial = chosen + [(ems, group)] + [o[0] for o in groups[len(chosen) + 1:]]
+            mapping = Mapping(einsums=sorted(maps + [m for es, _ in trial for m in es],
+                                             key=lambda m: order.index(m.einsum)), groups=[g for _, g in trial])
+            try:
+                evaluate(inst, mapping)
+            except MappingError:
+                continue
+            chosen.append((ems, group))
+            break
+        else:
+            return None
+    return Mapping(einsums=sorted(maps + [m for es, _ in chosen for m in es], key=lambda m: order.index(m.einsum)),
+                   groups=[g for _, g in chosen])
+
+
+def lock_step_groups(inst: Instance, names: list[str]):
+    """Fused groups of `names` (a lock-step run), one per admissible fusion level: every dimension the group may share is a loop
+    at the outermost level with its whole bound (the carried ranks among them), so every tile at the fusion
+    level is as small as the members' own ranks allow; the rest of each member's ranks loop at the fusion level;
+    intermediates live there, everything else at DRAM (and where must_keep says). On the first capable unit
+    whose path reaches the fusion level; the caller checks validity (capacity) on the whole mapping."""
+    arch, wl = inst.architecture, inst.workload
+    members = [e for e in wl.einsums if e.name in names]
+    carried = {r for p, c, r in lock_step(wl) if p in names}
+    dims = shared_dims(members)
+    if not all(any(all(rk == r for _, rk in d.ranks) for d in dims) for r in carried):
+        return
+    inter = group_intermediates(wl, names)
+    for f in range(1, len(arch.levels)):
+        units = {}
+        for e in members:
+            for u in arch.compute_units:
+                path = arch.path(u.name)
+                if e.op in u.ops and f in path:
+                    units[e.name] = (u, path)
+                    break
+        if len(units) != len(members):
+            continue
+        tops = {tuple(p[:p.index(f)]) for _, p in units.values()}
+        if len(tops) != 1 or any(arch.levels[x].mesh.size != 1 for x in (*list(tops)[0][1:], f)):
+            continue
+        top = list(tops)[0]
+        shared = [SharedLoop(level=arch.levels[top[0]].name, rank=d.first, factor=wl.ranks[d.first],
+                             renames={m: r for m, r in d.ranks if r != d.first}) for d in dims]
+        ems = []
+        for e in members:
+            u, path = units[e.name]
+            taken = {d.rank_of(e.name) for d in dims}
+            fpos = path.index(f)
+            levels = []
+            for pos, li in enumerate(path):
+                lv = arch.levels[li]
+                keep = {t for t in e.tensors if (pos == 0 and t not in inter) or (pos == fpos and t in inter)
+                        or (t in lv.must_keep and not (t in inter and pos < fpos))}
+                loops = [Loop(rank=r, factor=wl.ranks[r]) for r in e.space if r not in taken and wl.ranks[r] > 1] \
+                    if pos == fpos else []
+                levels.append(LevelMapping(level=lv.name, keep=sorted(keep), temporal=loops))
+            ems.append(EinsumMapping(einsum=e.name, compute_unit=u.name, levels=levels))
+        yield ems, FusedGroup(einsums=list(names), fusion_level=arch.levels[f].name, shared_loops=shared)

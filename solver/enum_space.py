@@ -18,6 +18,7 @@ from math import prod
 import numpy as np
 
 from mapsolve.model.nest import group_copy_bits, group_intermediates
+from mapsolve.model.online import lock_step, split_pair, temporal_only
 from mapsolve.model.views import SharedDim, run_dims, shared_dims
 
 
@@ -65,9 +66,11 @@ def plans(inst) -> list[Plan]:
     """Lone Einsums, and every run of >= 2 consecutive Einsums at every admissible fusion level."""
     arch = inst.architecture
     names = [e.name for e in inst.workload.einsums]
-    out = [Plan((n,), None, ()) for n in names]
+    out = [Plan((n,), None, ()) for n in names if split_pair(inst.workload, (n,)) is None]
     for i in range(len(names)):
         for j in range(i + 2, len(names) + 1):
+            if split_pair(inst.workload, names[i:j]) is not None:
+                continue        # a recurrence and a running reader of it must be in one group
             for f in range(1, len(arch.levels)):
                 tops = sorted({tuple(p[:p.index(f)]) for u in arch.compute_units
                                for p in [arch.path(u.name)] if f in p})
@@ -240,7 +243,13 @@ def buckets(inst, info: PlanInfo, prune: bool):
         keep_sets.append(keep_options(inst, t, levels, list(range(fpos + 1)), backing))
     # the keys of each run's dimensions that index each tensor (order classes, and the copies' tiles)
     run_keys = {run: {t: info.tensor_keys(t, run) for t in tensors} for run in info.runs}
+    pairs = [(p, c, r) for p, c, r in lock_step(wl) if p in order]
     for facs in itertools.product(*per_slot):
+        # lock-step pairs: the loops enclosing both over the carried rank cover it (model/online.py)
+        if any(prod(prod(f) for (run, d), f in zip(slots, facs)
+                    if {p, c} <= run and d.rank_of(p) == r and d.rank_of(c) == r) != wl.ranks[r]
+               for p, c, r in pairs):
+            continue
         # each member's loops over a rank divide its bound
         taken: dict[tuple[str, str], int] = {}
         for (run, d), f in zip(slots, facs):
@@ -319,13 +328,14 @@ def unit_space(inst, e, unit, info: PlanInfo, bucket: Bucket) -> UnitSpace:
         if e.name in run:
             rem[info.dim(k, run).rank_of(e.name)] //= f
     spatial, meshes = [], {}
+    temporal = temporal_only(wl).get(e.name, set())    # carried ranks step in order
     for pos in range(first, len(path)):
         below = arch.levels[path[pos + 1]].mesh if pos + 1 < len(path) else unit.mesh
         for axis in ("x", "y"):
             size = getattr(below, axis)
             if size > 1:
                 meshes[(pos, axis)] = size
-                spatial.extend((pos, axis, r) for r in e.space)
+                spatial.extend((pos, axis, r) for r in e.space if r not in temporal)
     return UnitSpace(unit, path, first, rem, spatial, meshes)
 
 

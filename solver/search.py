@@ -17,6 +17,7 @@ from .certify import CERTIFY_MODES, certificates, certified, replication_rank
 from .paths import _best_paths, _floor, _lower_bound, _merge, _path, combine
 from .results import SegmentResult, SolveResult, SolverError, VerificationError
 from .segment import Infeasible
+from mapsolve.model.online import split_pair
 from .segment_solve import Control, UnitTooFine, build_segment, model_size, solve_segment
 
 __all__ = ["OBJECTIVES", "Control", "SegmentResult", "SolveResult", "SolverError", "VerificationError",
@@ -40,9 +41,12 @@ def segment_plans(inst: Instance) -> list[tuple[tuple[str, ...], Optional[int], 
     arch = inst.architecture
     plans = []
     for i in range(len(names)):
-        plans.append(((names[i],), None, ()))
+        if split_pair(inst.workload, names[i:i + 1]) is None:   # a lock-step Einsum is never alone
+            plans.append(((names[i],), None, ()))
         for j in range(i + 2, len(names) + 1):
             seg = tuple(names[i:j])
+            if split_pair(inst.workload, seg) is not None:
+                continue
             for f, lv in enumerate(arch.levels):
                 if f == 0:
                     continue

@@ -26,6 +26,7 @@ from math import gcd, prod
 
 from mapsolve.model.evaluate import port_words
 from mapsolve.model.nest import group_copy_bits, group_intermediates
+from mapsolve.model.online import lock_step, split_pair, temporal_only
 from mapsolve.model.views import SharedDim, run_dims
 from mapsolve.model.spec import EinsumMapping, FusedGroup, Instance
 from mapsolve.model.units import element_fj, fj
@@ -132,6 +133,10 @@ class SegmentModel:
         self.group_keep: dict[tuple[str, int], object] = {}
         self.cands: dict[str, list[Cand]] = {}
         self._selected_cache: dict[tuple[int, int], ExpVar] = {}
+        cut = split_pair(self.wl, names)
+        if cut is not None:
+            raise Infeasible(f"{cut[1]} reads the running state of {cut[0]} over {cut[2]}: they must be in one "
+                             f"fused group")
         self._build()
 
     # ======================================================================================================
@@ -254,6 +259,7 @@ class SegmentModel:
                 self.shared_slots.extend(at)
                 self._order_vars(self.shared_order, pos, [s.rank for s in at], at)
         self._tree_constraints()
+        self._lock_step_constraints()
         # each member sees the shared loops enclosing it, under its own rank names (same variables)
         self.member_shared = {e.name: [Slot(s.pos, self.shared_dim[id(s)].rank_of(e.name), s.exps, shared=True,
                                             nonunit=s.nonunit, key=s.key, span=s.span)
@@ -303,6 +309,17 @@ class SegmentModel:
                 if crossing or inverted:
                     self.m.add_bool_or([~used[keys[a]], ~used[keys[b]]])
 
+    def _lock_step_constraints(self) -> None:
+        """A recurrence and a running reader of it step together (model/online.py): the shared loops enclosing
+        both over the carried rank take all of it, so neither keeps a loop of its own over it."""
+        for p, c, r in lock_step(self.wl):
+            if p not in self.names:
+                continue
+            covering = [s for s in self.shared_slots if {p, c} <= s.span and
+                        self.shared_dim[id(s)].rank_of(p) == r and self.shared_dim[id(s)].rank_of(c) == r]
+            for prime, a in self.primes[r].items():
+                self.m.add(sum(s.exps[prime].var for s in covering) == a)
+
     def _build_cand(self, e, unit, choose) -> Cand:
         path = self.arch.path(unit.name)
         c = Cand(e, unit, path, choose)
@@ -330,10 +347,15 @@ class SegmentModel:
                 if not isinstance(used, int):
                     self.m.add(used <= size)
             self._order_vars(c.order, pos, space, c.slots)
-        # factors of each rank multiply to its bound
+        # factors of each rank multiply to its bound; a carried rank steps in order (never spatial)
         for r in space:
             for p, a in self.primes[r].items():
                 self.m.add(sum(s.exps[p].var for s in c.slots if s.rank == r) == a)
+        temporal = temporal_only(self.wl).get(e.name, set())
+        for s in c.slots:
+            if s.spatial and s.rank in temporal:
+                for ev in s.exps.values():
+                    self.m.add(ev.var == 0)
         # residency
         for t in c.tensors:
             inter = t in self.intermediates
@@ -575,6 +597,9 @@ class SegmentModel:
         partial = self._partial(c, o, ranks, positions, acc)
         widths = {True: self.wl.accumulator_bits(o), False: self.wl.bits(o)}
         w = {pos: (partial[pos], widths) for pos in positions}   # the output's width at each position
+        if c.einsum.recurrence is not None:
+            self._state_terms(c, o, size + irr_all, drains, positions, inst, self.wl.bits(o))
+            positions = []   # the reduction's read-modify-write flows below do not apply
         for pos in positions:
             lits = self._innermost(c.keep, o, positions, pos)
             rd = self._spatial(slots, pos, None, ranks, "reduction")
@@ -585,7 +610,7 @@ class SegmentModel:
             # out (below): there the level's reads are just the arrivals, with no negative term
             first_visits = size + self._spatial(slots, 0, pos, ranks, None)
             self._flow(path[pos], "r", -1, first_visits, [c.keep[(o, pos)], _neg(acc[pos]), ch], inst[pos], w[pos])
-        for parent, child, lits in self._pairs(c.keep, o, positions):
+        for parent, child, lits in (self._pairs(c.keep, o, positions) if positions else []):
             visits = size + self._spatial(slots, 0, child, ranks, None)
             g = lits + [ch]
             readback = g + [_neg(acc[child])]
@@ -638,6 +663,27 @@ class SegmentModel:
                     live.append((bits, self.x.gate(c.keep[(t, pos)], tile)))
             self._fits(live, cap, ch)
 
+    def _state_terms(self, c: Cand, o: str, ops: Expo, drains: dict, positions: list[int], inst: dict, bits) -> None:
+        """A recurrence's state (docs/model.md §4): each step is a plain write where the units' updates arrive,
+        and a residency ending below the backing level drains it to the next kept level up, a plain write there;
+        nothing is read back for the producer (a reader of the previous state fills it as an input)."""
+        path, ch = c.path, c.choose
+        for pos in positions:
+            self._flow(path[pos], "w", 1, ops, self._innermost(c.keep, o, positions, pos) + [ch], inst[pos], bits)
+        for parent, child, lits in self._pairs(c.keep, o, positions):
+            self._flow(path[child], "r", 1, drains[child], lits + [ch], inst[child], bits)
+            self._flow(path[parent], "w", 1, drains[child], lits + [ch], inst[parent], bits)
+
+    def _previous_first(self) -> set[str]:
+        """Recurrence states of the segment whose previous value a member reads at or before the producer: their
+        group copies are filled from the parent like an input's (evaluate._counts_of's `filled_once`)."""
+        out = set()
+        for e in self.einsums:
+            for ref in e.inputs:
+                if ref.running == "previous" and ref.tensor in self.produced:
+                    out.add(ref.tensor)
+        return out
+
     def _group_terms(self) -> None:
         """Fills of the group's shared copies (F and above), and their capacity."""
         if self.fusion is None:
@@ -651,8 +697,9 @@ class SegmentModel:
                 tensors[t.tensor] = t.ranks
                 seen_by[t.tensor] = e.name
         zero = Expo()
+        refilled = self._previous_first()
         for t, ranks in tensors.items():
-            if t in self.produced:
+            if t in self.produced and t not in refilled:
                 continue
             size = self.tensor_size_expo(ranks)
             for parent, child, lits in self._pairs(self.group_keep, t, positions):
