@@ -91,6 +91,8 @@ def result_json(res, inst) -> dict:
         "energy_bound_fj": res.energy_bound_fj,
         "certificates": res.certificates,
         "instance": inst.name,
+        "variant": res.variant,
+        "variants": res.variants or None,
         "diagnosis": res.diagnosis or None,
         "segments": [{"einsums": list(s.names), "fusion_level": s.fusion, "status": s.status,
                       "values": list(s.values) if s.values else None, "bound": list(s.bound),
@@ -100,6 +102,20 @@ def result_json(res, inst) -> dict:
     if res.evaluation is not None:
         doc["breakdown"] = res.evaluation.to_json()["breakdown"]
     return doc
+
+
+def variants_line(res) -> str:
+    """Which cascade won, and each other variant's own result (proven optimum, or best and bound)."""
+    parts = []
+    for v in res.variants:
+        if v["variant"] == res.variant:
+            continue
+        if v["objective"] is None:
+            parts.append(f"{v['variant']} {v['status']}")
+        else:
+            parts.append(f"{v['variant']} {v['status']} {v['objective']}" +
+                         ("" if v["status"] == "OPTIMAL" else f" (bound {v['best_bound']})"))
+    return f"variant  {res.variant} won; others: {'; '.join(parts) or '-'}"
 
 
 @app.command("solve")
@@ -196,6 +212,8 @@ def solve_command(
                    f"{res.energy_unit_fj} is a proven lower bound in fJ ({res.energy_bound_fj} fJ) and the status is "
                    f"OPTIMAL only if the exact energy meets it. This mapping's rounding: {res.rounding_error_fj} fJ. "
                    f"The energy below is exact.")
+    if res.variants:
+        typer.echo(variants_line(res))
     for c in res.certificates:
         typer.echo(f"checked  bound <= {c['values'][0]}, the cost of a valid mapping built without the proof "
                    f"({c['label']})")

@@ -31,18 +31,20 @@ def _heads(batch, kv_groups):
     return list(batch), list(batch)
 
 
-def three_pass(batch=("H",), kv_groups=False) -> list[Einsum]:
-    """The numerically stable softmax: max, then exponentials and their sum, then normalise and multiply by V."""
+def three_pass(batch=("H",), kv_groups=False, keys=("M",)) -> list[Einsum]:
+    """The numerically stable softmax: max, then exponentials and their sum, then normalise and multiply by V.
+    `keys`: the key ranks, ("M",), or ("M1", "M0") to read K and V as the other cascades do (the same mapspace
+    of tile sizes: any divisor of M1·M0 is a product of divisors of each)."""
     q, kv = _heads(batch, kv_groups)
-    s = [*q, "M", "P"]
+    s = [*q, *keys, "P"]
     row = [*q, "P"]
     return [
-        _e("QK", s, [_ref("Q", [*q, "E", "P"]), _ref("K", [*kv, "E", "M"])], "mac"),
+        _e("QK", s, [_ref("Q", [*q, "E", "P"]), _ref("K", [*kv, "E", *keys])], "mac"),
         _e("MX", row, [_ref("QK", s)], "max"),
         _e("SN", s, [_ref("QK", s), _ref("MX", row)], "exp"),
         _e("SD", row, [_ref("SN", s)], "add"),
         _e("A", s, [_ref("SN", s), _ref("SD", row)], "div"),
-        _e("AV", [*q, "F", "P"], [_ref("A", s), _ref("V", [*kv, "F", "M"])], "mac"),
+        _e("AV", [*q, "F", "P"], [_ref("A", s), _ref("V", [*kv, "F", *keys])], "mac"),
     ]
 
 
@@ -93,10 +95,11 @@ def one_pass(batch=("H",), kv_groups=False) -> list[Einsum]:
     ]
 
 
-CASCADES = {"1pass": one_pass, "2pass": two_pass, "3pass": three_pass}
+def cascade(name: str, batch=("H",), kv_groups=False) -> list[Einsum]:
+    """The named cascade ("1pass", "2pass", "3pass"), keys split as M1·M0 in all three (the same inputs)."""
+    if name == "3pass":
+        return three_pass(batch, kv_groups, ("M1", "M0"))
+    return {"1pass": one_pass, "2pass": two_pass}[name](batch, kv_groups)
 
 
-def key_ranks(cascade: str) -> dict[str, int] | None:
-    """How the cascade names the keys: {"M": 1} unsplit, or the split {"M1": tiles, "M0": tile} (the caller sets
-    bounds)."""
-    return None if cascade == "3pass" else {"M1": 0, "M0": 0}
+CASCADES = ("1pass", "2pass", "3pass")

@@ -12,6 +12,7 @@ from .nest import Nest, build_nests, group_copy_bits
 from .result import GroupResult, MappingError, Result, TensorCounts, UnitCounts
 from .spec import Instance, Mapping
 from .units import element_fj, fj
+from .variants import select
 
 
 def _counts_of(n: Nest, filled_once: set[tuple[str, int]]) -> dict[tuple[int, str], TensorCounts]:
@@ -128,6 +129,7 @@ def _capacity(inst: Instance, nests: list[Nest]) -> tuple[dict[str, int], dict[s
 
 def analyze(inst: Instance, mapping: Mapping) -> Result:
     """Validate the mapping (capacity excepted) and compute every count, energy and latency exactly."""
+    inst = select(inst, mapping.variant)
     arch = inst.architecture
     nests = build_nests(inst, mapping)
     counts: dict[tuple[str, str], TensorCounts] = {}

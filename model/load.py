@@ -90,7 +90,13 @@ def load_mapping(path: str | Path) -> "Mapping":
 
 
 def check_instance(inst: Instance, source: str = "instance") -> None:
-    """Architecture facts no mapping can get around, caught before any search."""
+    """Architecture facts no mapping can get around, caught before any search (for every variant)."""
+    from .variants import alternatives
+    for _, alt in alternatives(inst):
+        _check_plain(alt, source)
+
+
+def _check_plain(inst: Instance, source: str) -> None:
     arch, wl = inst.architecture, inst.workload
     root = arch.levels[0]
     for e in wl.einsums:

@@ -103,6 +103,32 @@ class TensorFormat(Strict):
                                             "final values narrow to `bits`. Omit for `bits`.")
 
 
+def _reads_from_outside(einsums) -> dict[str, list[str]]:
+    """Tensors a run of Einsums reads that none of them produces (ordinary reads), with their ranks."""
+    produced = {e.output.tensor for e in einsums}
+    return {t.tensor: t.ranks for e in einsums for t in e.inputs if t.tensor not in produced}
+
+
+def _produces_for(einsums, after) -> dict[str, list[str]]:
+    """Tensors a run produces that the Einsums `after` it read or that nothing in the run reads (final outputs)."""
+    read_after = {t.tensor for e in after for t in e.inputs}
+    read_inside = {t.tensor for e in einsums for t in e.inputs if t.tensor != e.output.tensor}  # not its own state
+    return {e.output.tensor: e.output.ranks for e in einsums
+            if e.output.tensor in read_after or e.output.tensor not in read_inside}
+
+
+class Variant(Strict):
+    """Another way to compute part of the cascade (e.g. attention's 1-pass online softmax instead of the 3-pass
+    stable one): the mapper proves the optimum over every variant and says which won (docs/model.md §3)."""
+
+    name: str = Field(min_length=1, description="Name results give this cascade (unique, not base_variant).")
+    replaces: Optional[list[str]] = Field(None, min_length=1, description="A contiguous run of the workload's "
+                                          "Einsums this variant replaces; omit for all of them. The run and the "
+                                          "replacement read the same tensors from outside and produce the same "
+                                          "tensors for the rest of the cascade (and the final outputs).")
+    einsums: list[Einsum] = Field(min_length=1, description="The replacement Einsums, in execution order.")
+
+
 class Workload(Strict):
     """A cascade of Einsums over named ranks with integer bounds."""
 
@@ -112,6 +138,42 @@ class Workload(Strict):
     tensors: dict[str, TensorFormat] = Field(default_factory=dict, description="Per-tensor widths, where they "
                                              "differ from word_bits (e.g. 8-bit operands, 32-bit accumulators).")
     einsums: list[Einsum] = Field(min_length=1, description="Einsums in execution order (a topological order).")
+    variants: list[Variant] = Field(default_factory=list, description="Alternative cascades for a run of the "
+                                    "Einsums (or all of them); the mapper proves the optimum over all of them.")
+    base_variant: str = Field("base", min_length=1, description="The name results give the cascade written in "
+                              "`einsums` when variants offer others.")
+
+    def alternatives(self) -> list[tuple[str, "Workload"]]:
+        """(name, workload without variants) for the base cascade and every variant, in that order."""
+        if not self.variants:
+            return [(self.base_variant, self)]
+        out = [(self.base_variant, self.model_copy(update={"variants": []}))]
+        return out + [(v.name, self._substituted(v)) for v in self.variants]
+
+    def _substituted(self, v: "Variant") -> "Workload":
+        names = [e.name for e in self.einsums]
+        run = v.replaces if v.replaces is not None else names
+        for n in run:
+            if n not in names:
+                raise ValueError(f"replaces unknown einsum {n!r}")
+        i = names.index(run[0])
+        if names[i:i + len(run)] != list(run):
+            raise ValueError(f"replaces must be a contiguous run of einsums in cascade order, got {run}")
+        einsums = [*self.einsums[:i], *v.einsums, *self.einsums[i + len(run):]]
+        used = {t for e in einsums for t in e.tensors}
+        wl = Workload(ranks=dict(self.ranks), word_bits=self.word_bits, einsums=einsums,
+                      tensors={t: f for t, f in self.tensors.items() if t in used}, base_variant=v.name)
+        after = self.einsums[i + len(run):]
+        for what, a, b in (("reads", _reads_from_outside(self.einsums[i:i + len(run)]), _reads_from_outside(v.einsums)),
+                           ("produces", _produces_for(self.einsums[i:i + len(run)], after),
+                            _produces_for(v.einsums, after))):
+            if {t: self._bounds(ranks) for t, ranks in a.items()} != {t: self._bounds(ranks) for t, ranks in b.items()}:
+                raise ValueError(f"the variant {what} {sorted(b)} where the Einsums it replaces {what} "
+                                 f"{sorted(a)} (same tensors, same bounds)")
+        return wl
+
+    def _bounds(self, ranks: list[str]) -> list[int]:
+        return [self.ranks[r] for r in ranks]
 
     def bits(self, tensor: str) -> int:
         """Width of a (final) element of `tensor`."""
@@ -225,6 +287,18 @@ class Workload(Strict):
                 raise ValueError(f"einsum {e.name}: {points} operations is too big (max 2^62)")
         self._check_running(names)
         reducing = {e.output.tensor for e in self.einsums if e.reduced and e.recurrence is None}
+        names_v = [v.name for v in self.variants]
+        if len(set(names_v)) != len(names_v) or self.base_variant in names_v:
+            raise ValueError("variants: names must be unique and differ from base_variant")
+        for k, v in enumerate(self.variants):
+            try:
+                alt = self._substituted(v)
+            except ValueError as exc:
+                raise ValueError(f"variants[{k}] ({v.name}): {str(exc).removeprefix('Value error, ')}") from None
+            for e in alt.einsums:
+                tensor_ranks.update({t.tensor: t.ranks for t in (e.output, *e.inputs)})
+                if e.reduced and e.recurrence is None:
+                    reducing.add(e.output.tensor)
         for t, f in self.tensors.items():
             if t not in tensor_ranks:
                 raise ValueError(f"tensors.{t}: no Einsum uses a tensor {t!r}")
@@ -425,13 +499,14 @@ class Instance(Strict):
 
     @model_validator(mode="after")
     def _units_can_run(self) -> "Instance":
+        every = [e for _, wl in self.workload.alternatives() for e in wl.einsums]
         for lv in self.architecture.levels:
-            known = {t.tensor for e in self.workload.einsums for t in (e.output, *e.inputs)}
+            known = {t.tensor for e in every for t in (e.output, *e.inputs)}
             for field, names in (("may_keep", lv.may_keep or []), ("must_keep", lv.must_keep)):
                 for t in names:
                     if t not in known:
                         raise ValueError(f"level {lv.name}: {field} names unknown tensor {t!r}")
-        for e in self.workload.einsums:
+        for e in every:
             if not any(e.op in u.ops for u in self.architecture.compute_units):
                 raise ValueError(f"einsum {e.name}: no compute unit can run op {e.op!r}")
         return self
@@ -524,5 +599,7 @@ class FusedGroup(Strict):
 class Mapping(Strict):
     """A complete mapping: one loop nest per Einsum, and the fused groups (Einsums not listed run alone)."""
 
+    variant: Optional[str] = Field(None, description="For an instance whose workload has variants: the cascade "
+                                   "this mapping maps (omit for the base cascade).")
     einsums: list[EinsumMapping]
     groups: list[FusedGroup] = Field(default_factory=list)

@@ -14,6 +14,8 @@
 """
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import time
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from mapsolve.model import evaluate
+from mapsolve.model.variants import alternatives
 from mapsolve.model.spec import (EinsumMapping, FusedGroup, Instance, LevelMapping, Loop, Mapping, SharedLoop,
                                  SpatialLoop)
 from mapsolve.model.units import fj
@@ -63,6 +66,7 @@ class EnumResult:
     estimate: int = 0
     seconds: float = 0.0
     plans: int = 0
+    variant: Optional[str] = None   # an instance with variants: the winning cascade
 
 
 def components(objective: str) -> list[str]:
@@ -143,7 +147,10 @@ class _Stats:
 
 
 def estimate(inst: Instance, prune: bool = True, limit: Optional[int] = None) -> int:
-    """Upper bound of the work: partial mappings evaluated (and, brute force, complete combinations joined)."""
+    """Upper bound of the work: partial mappings evaluated (and, brute force, complete combinations joined); over
+    every variant."""
+    if inst.workload.variants:
+        return sum(estimate(alt, prune, limit) for _, alt in alternatives(inst))
     total = 0
     for plan in plans(inst):
         info = plan_info(inst, plan)
@@ -324,10 +331,31 @@ def _shared_loop(info: PlanInfo, level: str, key: str, factor: int, run: frozens
 def enumerate_optimum(inst: Instance, objective: Optional[str] = None, prune: bool = True,
                       max_candidates: Optional[int] = 50_000_000,
                       progress: Optional[Callable[[int, int], None]] = None) -> EnumResult:
-    """The optimum over the solver's mapspace by exhaustive enumeration (see the module docstring).
+    """The optimum over the solver's mapspace by exhaustive enumeration (see the module docstring); over every
+    variant when the workload offers some (the least of their optima, solver/variants.py).
 
     Raises MapspaceTooLarge when the estimated work exceeds `max_candidates` (None: no limit)."""
     objective = objective or inst.solver.objective
+    if inst.workload.variants:
+        est = estimate(inst, prune, max_candidates)
+        if max_candidates is not None and est > max_candidates:
+            raise MapspaceTooLarge(est, max_candidates)
+        best = None
+        for name, alt in alternatives(inst):
+            try:
+                r = enumerate_optimum(alt, objective, prune, None, progress)
+            except EnumerationError as exc:
+                if "infeasible" in str(exc):
+                    continue
+                raise
+            r = dataclasses.replace(r, mapping=r.mapping.model_copy(update={"variant": name}), variant=name)
+            if best is None or tuple(r.objective) < tuple(best.objective):
+                best = dataclasses.replace(r, estimate=est, candidates=r.candidates + (best.candidates if best else 0))
+            else:
+                best = dataclasses.replace(best, candidates=best.candidates + r.candidates)
+        if best is None:
+            raise EnumerationError("infeasible: no mapping of any variant fits its capacities")
+        return best
     comps = components(objective)
     t0 = time.perf_counter()
     est = estimate(inst, prune, max_candidates)

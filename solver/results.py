@@ -57,6 +57,8 @@ class SolveResult:
     rounding_bound_fj: int = 0       # at most this for any mapping priced like this one (< unit per access/op)
     certificates: list = field(default_factory=list)  # valid mappings the bound was checked against (certify.py)
     certify_seconds: float = 0.0     # building the certificates (the constructive mapping, the one-copy solve)
+    variant: Optional[str] = None    # an instance with variants: the cascade the mapping maps (the winner)
+    variants: list = field(default_factory=list)   # per variant: its status, objective, bound, energy, latency
 
     @property
     def energy_bound_fj(self) -> Optional[int]:

@@ -111,6 +111,10 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     incumbent and bound as they improve); `control.interrupt()` stops the search and returns what was found
     with status INTERRUPTED; `on_model(label, model, size)` sees every model before it is solved.
     """
+    if inst.workload.variants:   # the least of the variants' optima (solver/variants.py)
+        from .variants import solve_variants
+        return solve_variants(solve, inst, objective, time_limit, deterministic_time, control, events, progress,
+                              workers=workers, seed=seed, log=log, on_model=on_model, certify=certify)
     opts = inst.solver
     objective = objective or opts.objective
     if time_limit is None:

@@ -187,7 +187,7 @@ def workloads(draw) -> Workload:
 # --------------------------------------------------------------------------------------------------------------
 def tensors_of(wl: Workload) -> list[str]:
     out = []
-    for e in wl.einsums:
+    for e in (e for _, alt in wl.alternatives() for e in alt.einsums):
         for ref in (e.output, *e.inputs):
             if ref.tensor not in out:
                 out.append(ref.tensor)
@@ -217,7 +217,7 @@ def meshes(draw) -> Mesh:
 @st.composite
 def architectures(draw, wl: Workload) -> Architecture:
     tensors = tensors_of(wl)
-    ops = sorted({e.op for e in wl.einsums})
+    ops = sorted({e.op for _, alt in wl.alternatives() for e in alt.einsums})
     two_units = draw(st.integers(0, 3)) == 0
     n_common = draw(st.integers(1, 3))
     tails = []
@@ -788,3 +788,33 @@ def online_instances(draw) -> Instance:
 def online_cases(draw, allow_invalid: bool = True):
     inst = draw(online_instances())
     return inst, draw(mappings(inst, allow_invalid=allow_invalid, online=True))
+
+
+@st.composite
+def variant_workloads(draw) -> Workload:
+    """One computation three ways, over the same input X[r, p] (and W[r, p]) and the same output Z[p]: a plain
+    reduction over r, a recurrence over r reading its own previous state, and a recurrence fed by a reader of
+    its previous state (like FuseMax's SPD/RD) -- each optionally behind a per-step tensor T."""
+    op = draw(st.sampled_from(["add", "max"]))
+    pre = draw(st.sampled_from(["exp", "copy", None]))
+    src = "X"
+    head = []
+    if pre is not None:
+        head = [Einsum(name="T", output=_ref("T", "rp"), inputs=[_ref("X", "rp")], op=pre)]
+        src = "T"
+    plain = head + [Einsum(name="S", output=_ref("S", "p"), inputs=[_ref(src, "rp")], op=op),
+                    Einsum(name="Z", output=_ref("Z", "p"), inputs=[_ref("S", "p")], op="copy")]
+    online = head + [Einsum(name="S", output=_ref("S", "p"), inputs=[_ref(src, "rp"), _ref("S", "p", "previous")],
+                            op=op, recurrence="r"),
+                     Einsum(name="Z", output=_ref("Z", "p"), inputs=[_ref("S", "p")], op="copy")]
+    fed = head + [Einsum(name="U", output=_ref("U", "rp"), inputs=[_ref(src, "rp"), _ref("S", "p", "previous")],
+                         op="mul"),
+                  Einsum(name="S", output=_ref("S", "p"), inputs=[_ref("U", "rp"), _ref(src, "rp")], op="add",
+                         recurrence="r"),
+                  Einsum(name="Z", output=_ref("Z", "p"), inputs=[_ref("S", "p")], op="copy")]
+    ranks = {"r": draw(st.sampled_from([2, 3, 4])), "p": draw(st.sampled_from([1, 2, 3]))}
+    chosen = draw(st.sampled_from([("plain", "online"), ("online", "fed"), ("plain", "online", "fed")]))
+    by = {"plain": plain, "online": online, "fed": fed}
+    from mapsolve.model.spec import Variant
+    return Workload(ranks=ranks, word_bits=draw(st.sampled_from([8, 16])), einsums=by[chosen[0]],
+                    base_variant=chosen[0], variants=[Variant(name=n, einsums=by[n]) for n in chosen[1:]])

@@ -1,0 +1,70 @@
+"""`mapsolve make attention` (instances of the papers' workloads and machines) and `mapsolve passes` (FuseMax's
+pass analysis of every cascade of an instance)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import app, fail, load_instance_or_fail
+
+make_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                       help="Write instances of the papers' workloads on the papers' machines.")
+app.add_typer(make_app, name="make")
+
+
+@make_app.command("attention")
+def make_attention(
+    model: str = typer.Option(..., "--model", help="bert, trxl, t5, xlm, gpt3-6.7b, llama2-7b, llama3-8b."),
+    seq: int = typer.Option(..., "--seq", help="Sequence length (keys; also query rows unless --decode)."),
+    batch: int = typer.Option(1, "--batch", help="Batch size."),
+    arch: str = typer.Option("fusemax-cloud", "--arch", help="fusemax-cloud, flat-cloud, flat-edge, "
+                             "tileflow-edge, tileflow-cloud, tpu-v4i."),
+    cascade: str = typer.Option("all", "--cascade", help="1pass, 2pass, 3pass, or all (the 1-pass cascade with "
+                                "the others as variants: the mapper proves which wins)."),
+    decode: bool = typer.Option(False, "--decode", help="Decode: one query row against --seq keys."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Keys per tile M0 (default: the 2-D array's side, "
+                                       "or --seq if smaller)."),
+    objective: str = typer.Option("energy", "--objective", help="The instance's default objective."),
+    out: Path = typer.Option(..., "-o", "--out", help="Instance JSON file to write."),
+) -> None:
+    """One attention layer (all heads) as 1-, 2- and/or 3-pass Einsum cascades (FuseMax)."""
+    from pydantic import ValidationError
+    from mapsolve.model.load import one_line
+    from mapsolve.model.make import MakeError, attention
+    try:
+        inst = attention(model, seq, batch, arch, cascade, decode, tile, objective)
+    except MakeError as exc:
+        fail(str(exc))
+    except ValidationError as exc:
+        fail(one_line(exc))
+    try:
+        out.write_text(json.dumps(inst.model_dump(mode="json", exclude_defaults=True), indent=1) + "\n")
+    except OSError as exc:
+        fail(f"-o {out}: cannot write: {exc}")
+    typer.echo(f"{out}: {inst.name} — {', '.join(n for n, _ in inst.workload.alternatives())}; "
+               f"ranks {inst.workload.ranks}")
+
+
+@app.command("passes")
+def passes_command(instance: Path = typer.Argument(..., help="Instance JSON file."),
+                   as_json: bool = typer.Option(False, "--json", help="Print the analysis as JSON.")) -> None:
+    """Lower bound on passes over each reduced dimension, per cascade, and what extra passes cost."""
+    from mapsolve.model.passes import analyze_passes
+    inst = load_instance_or_fail(instance)
+    reports = [analyze_passes(wl, name) for name, wl in inst.workload.alternatives()]
+    if as_json:
+        typer.echo(json.dumps({"instance": inst.name, "cascades": [r.to_json() for r in reports]}, indent=1))
+        return
+    bits = inst.workload.word_bits
+    for r in reports:
+        typer.echo(f"cascade {r.variant}: {r.passes} pass{'es' if r.passes > 1 else ''} over its inputs")
+        for t, (S, k) in r.inputs.items():
+            typer.echo(f"  {t:<6} {k} over {'·'.join(S)}")
+        typer.echo("  per rank: " + ", ".join(f"{x} {k}" for x, k in r.ranks.items()))
+        for c in r.crossings:
+            typer.echo(f"  crosses: {c.tensor} (written in pass {c.written_in}, read in {c.read_in}): fused, "
+                       f"{c.along} elements along {'·'.join(c.over)} per point of its other ranks stay on chip "
+                       f"(grows with the sequence); unfused, {c.dram_bits // bits:,} words of DRAM traffic")

@@ -1,0 +1,84 @@
+"""Optimal over variants: an instance offering alternative cascades (spec.Variant) is solved variant by variant.
+
+Why this is exact and not a heuristic: the mapspace of an instance with variants is the disjoint union of its
+variants' mapspaces (a mapping maps exactly one variant, `Mapping.variant`), so its optimum is the least of the
+variants' optima, and a lower bound is the least of their lower bounds. A variant whose proven bound is not
+below the winner's value cannot do better; the answer is OPTIMAL when the winner is proven and every other
+variant is proven no better. The report names the winner and the runner-up with its own proven optimum.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Optional
+
+from mapsolve.model.variants import alternatives
+
+
+def _beats(a, b) -> bool:
+    return b is None or tuple(a) < tuple(b)
+
+
+def summary(name: str, res) -> dict:
+    return {"variant": name, "status": res.status, "objective": res.objective, "best_bound": res.best_bound,
+            "energy_fj": res.energy_fj, "latency_cycles": res.latency_cycles,
+            "seconds": round(res.build_seconds + res.solve_seconds + res.certify_seconds, 4)}
+
+
+def solve_variants(solve, inst, objective: Optional[str], time_limit: Optional[float],
+                   deterministic_time: Optional[float], control, events, progress, **kw):
+    """`solve` (solver.search.solve) over every variant; the limits are shared out evenly, what one variant
+    leaves over goes to the next."""
+    alts = alternatives(inst)
+    started = time.perf_counter()
+    wall = time_limit if time_limit is not None else (inst.solver.time_limit_s if deterministic_time is None
+                                                      else None)
+    det_left = deterministic_time
+    results = []
+    for k, (name, alt) in enumerate(alts):
+        n_left = len(alts) - k
+        if control is not None and control.interrupted:
+            break
+        wall_share = None if wall is None else max((wall - (time.perf_counter() - started)) / n_left, 0.05)
+        det_share = None if det_left is None else det_left / n_left
+        if progress:
+            progress(f"variant {name} ({k + 1}/{len(alts)})")
+
+        def tagged(record, name=name):
+            events({**record, "variant": name})
+        res = solve(alt, objective, wall_share, deterministic_time=det_share, control=control,
+                    events=tagged if events else None, progress=progress, **kw)
+        if det_left is not None:
+            used = sum(s.deterministic_time for s in res.segments)
+            det_left = max(det_left - used, 0.0)
+        results.append((name, res))
+    return combine_variants(results, control)
+
+
+def combine_variants(results, control=None):
+    """The SolveResult of the best variant, with `variant`, `variants`, and status and bound over all of them."""
+    with_value = [(n, r) for n, r in results if r.objective is not None]
+    if not with_value:
+        name, first = results[0]
+        status = "INFEASIBLE" if all(r.status == "INFEASIBLE" for _, r in results) else first.status
+        return dataclasses.replace(first, status=status, variant=None,
+                                   variants=[summary(n, r) for n, r in results])
+    name, best = min(with_value, key=lambda nr: tuple(nr[1].objective))
+    proven = best.status == "OPTIMAL" and all(
+        r.status in ("OPTIMAL", "INFEASIBLE") or (r.best_bound and r.best_bound[0] > best.objective[0])
+        for n, r in results if n != name)
+    bounds = [r.best_bound for n, r in results if r.status != "INFEASIBLE" and r.best_bound]
+    bound = min(bounds, key=tuple) if bounds else best.best_bound
+    status = "OPTIMAL" if proven else ("INTERRUPTED" if control is not None and control.interrupted else
+                                       "FEASIBLE")
+    if proven:
+        bound = best.best_bound
+    mapping = best.mapping.model_copy(update={"variant": name}) if best.mapping is not None else None
+    return dataclasses.replace(
+        best, status=status, best_bound=bound, mapping=mapping, variant=name,
+        variants=[summary(n, r) for n, r in results],
+        segments=[s for _, r in results for s in r.segments],
+        build_seconds=sum(r.build_seconds for _, r in results),
+        solve_seconds=sum(r.solve_seconds for _, r in results),
+        certify_seconds=sum(r.certify_seconds for _, r in results),
+        certificates=[{**c, "variant": n} if isinstance(c, dict) else c for n, r in results for c in r.certificates])
