@@ -597,10 +597,10 @@ class SegmentModel:
         partial = self._partial(c, o, ranks, positions, acc)
         widths = {True: self.wl.accumulator_bits(o), False: self.wl.bits(o)}
         w = {pos: (partial[pos], widths) for pos in positions}   # the output's width at each position
-        if c.einsum.recurrence is not None:
+        replaces = c.einsum.recurrence is not None
+        if replaces:
             self._state_terms(c, o, size + irr_all, drains, positions, inst, self.wl.bits(o))
-            positions = []   # the reduction's read-modify-write flows below do not apply
-        for pos in positions:
+        for pos in ([] if replaces else positions):   # a reduction's read-modify-write flows (not a state's)
             lits = self._innermost(c.keep, o, positions, pos)
             rd = self._spatial(slots, pos, None, ranks, "reduction")
             for kind in ("r", "w"):
@@ -610,7 +610,7 @@ class SegmentModel:
             # out (below): there the level's reads are just the arrivals, with no negative term
             first_visits = size + self._spatial(slots, 0, pos, ranks, None)
             self._flow(path[pos], "r", -1, first_visits, [c.keep[(o, pos)], _neg(acc[pos]), ch], inst[pos], w[pos])
-        for parent, child, lits in (self._pairs(c.keep, o, positions) if positions else []):
+        for parent, child, lits in ([] if replaces else self._pairs(c.keep, o, positions)):
             visits = size + self._spatial(slots, 0, child, ranks, None)
             g = lits + [ch]
             readback = g + [_neg(acc[child])]

@@ -165,7 +165,8 @@ def test_matrix_costs_equal_analyze(inst: Instance, seed: int):
 
 # every small instance shipped (~4 min). Their tree mapspaces (nested fusion) are beyond 10^8 candidates for the
 # enumerator, so the multi-Einsum ones are verified flat (--nesting flat); tiny_nested is verified as a tree.
-SMALL = [("doc_example", "tree"), ("tiny_matmul", "tree"), ("tiny_chain", "flat"), ("tiny_attention", "flat")]
+SMALL = [("doc_example", "tree"), ("tiny_matmul", "tree"), ("tiny_chain", "flat"), ("tiny_attention", "flat"),
+         ("tiny_online", "tree"), ("tiny_variants", "tree")]
 
 
 def _verify(name: str, objective: str, nesting: str) -> None:

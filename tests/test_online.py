@@ -291,3 +291,50 @@ def test_variant_cases_were_exercised():
     if VARIANTS_SEEN["cases"] == 0:
         pytest.skip("run with test_solver_equals_enumeration_over_variants")
     assert VARIANTS_SEEN["cases"] >= 60
+
+
+def test_shipped_fusemax_instance_passes_and_cascades():
+    """instances/fusemax_bert_4k.json offers the three cascades; `mapsolve passes` says 1 for the online one and 3
+    for the stable one."""
+    r = subprocess.run([sys.executable, "-m", "mapsolve.cli.main", "passes", str(ROOT / "instances" /
+                        "fusemax_bert_4k.json")], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "cascade 1pass: 1 pass over its inputs" in r.stdout
+    assert "cascade 3pass: 3 passes over its inputs" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "gpt5", "--seq", "1024"], "--model: unknown model 'gpt5'"),
+    (["--model", "bert", "--seq", "1000"], "--seq 1000 is not a multiple of the key tile 256"),
+    (["--model", "bert", "--seq", "1024", "--cascade", "4pass"], "--cascade: '4pass'"),
+    (["--model", "bert", "--seq", "1024", "--arch", "tpu-v9"], "--arch: unknown architecture"),
+])
+def test_make_attention_refuses_bad_arguments(tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "mapsolve.cli.main", "make", "attention", *args, "-o",
+                        str(tmp_path / "x.json")], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("arch", ["fusemax-cloud", "flat-edge", "flat-cloud", "tileflow-edge", "tileflow-cloud",
+                                  "tpu-v4i"])
+def test_make_attention_machines_validate(arch):
+    """Every machine and model builds a valid instance (prefill and decode, grouped-query heads)."""
+    for model, decode in (("bert", False), ("llama3-8b", True)):
+        inst = attention(model, 1024, 2, arch, "all", decode)
+        assert [n for n, _ in inst.workload.alternatives()] == ["1pass", "2pass", "3pass"]
+        assert (inst.workload.ranks["P"] == 1) == decode
+
+
+def test_a_recurrence_state_tile_counts_against_capacity():
+    """Regression (BERT-4K on FuseMax cloud): the CP-SAT model skipped the capacity of a recurrence's own levels,
+    and returned a mapping holding RD's 3072-element state tile in a 64-word register. Here the cheap register
+    holds 2 words; the state over p = 8 must be tiled to fit, and the optimum must equal the enumerators'."""
+    wl = Workload(ranks={"r": 4, "p": 8}, einsums=[
+        Einsum(name="S", output=ref("S", "p"), inputs=[ref("X", "rp"), ref("S", "p", "previous")], op="add",
+               recurrence="r")])
+    arch = Architecture(levels=[Level(name="DRAM", read_pj="100", write_pj="100"),
+                                Level(name="REG", read_pj="0.1", write_pj="0.1", capacity_words=2)],
+                        compute_units=[ComputeUnit(name="U", ops={"add": OpCost(energy_pj="1")})])
+    inst = Instance(name="state-capacity", workload=wl, architecture=arch)
+    res = _solver_equals_enumeration(inst)
+    assert res is not None and res.evaluation.capacity_required["REG"] <= 2
