@@ -215,7 +215,8 @@ def solve_command(
     if res.variants:
         typer.echo(variants_line(res))
     for c in res.certificates:
-        typer.echo(f"checked  bound <= {c['values'][0]}, the cost of a valid mapping built without the proof "
+        of = f"variant {c['variant']}'s " if "variant" in c else ""
+        typer.echo(f"checked  {of}bound <= {c['values'][0]}, the cost of a valid mapping built without the proof "
                    f"({c['label']})")
     typer.echo(f"time     {res.build_seconds + res.solve_seconds + res.certify_seconds:.2f} s (model building "
                f"{res.build_seconds:.2f} s, search {res.solve_seconds:.2f} s, certification {res.certify_seconds:.2f} s, "
