@@ -24,7 +24,7 @@ from fractions import Fraction
 from hypothesis import assume, strategies as st
 
 from mapsolve.model.cascades import one_pass, two_pass
-from mapsolve.model.online import lock_step, reads_final
+from mapsolve.model.online import lock_step, lock_step_ranges, reads_final
 from mapsolve.model.spec import (Architecture, ComputeUnit, Einsum, EinsumMapping, FusedGroup, Instance, Level,
                                  LevelMapping, Loop, Mapping, Mesh, OpCost, SharedLoop, SpatialLoop, TensorFormat,
                                  TensorRef, Workload)
@@ -444,22 +444,16 @@ def mappings(draw, inst: Instance, allow_invalid: bool = True, nested: bool = Fa
 
 
 def _keep_lock_steps_together(wl, chunks):
-    """Merge the chunks that cut a lock-step range (a recurrence and a running reader)."""
-    names = [e.name for e in wl.einsums]
-    for p, c, _ in lock_step(wl):
-        lo, hi = sorted((names.index(p), names.index(c)))
-        merged, cur = [], []
+    """Merge the consecutive chunks that cut a lock-step run (`lock_step_ranges`: a recurrence and its running
+    readers, with everything between them)."""
+    for run in lock_step_ranges(wl):
+        inside = set(run)
+        merged: list = []
         for ch in chunks:
-            i = names.index(ch[0])
-            if cur and not (lo <= i <= hi):
-                merged.append(cur)
-                cur = []
-            cur = cur + ch
-            if names.index(ch[-1]) >= hi or names.index(ch[-1]) < lo:
-                merged.append(cur)
-                cur = []
-        if cur:
-            merged.append(cur)
+            if merged and inside & set(ch) and inside & set(merged[-1]):
+                merged[-1] = merged[-1] + ch
+            else:
+                merged.append(ch)
         chunks = merged
     return chunks
 
