@@ -5,6 +5,7 @@ import typer
 
 from mapsolve.model.result import Result
 from mapsolve.model.spec import Instance, Mapping
+from mapsolve.model.variants import select
 
 
 def _energy(fj: int) -> str:
@@ -90,7 +91,7 @@ def loop_nest_lines(inst: Instance, mapping: Mapping) -> list[str]:
             tree(g, span, inner, depth + 1)
             i += len(span)
 
-    for e in inst.workload.einsums:
+    for e in select(inst, mapping.variant).workload.einsums:   # the cascade this mapping maps
         if e.name in done:
             continue
         g = grouped.get(e.name)

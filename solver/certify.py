@@ -87,7 +87,7 @@ def with_rank_bound(inst: Instance, rank: str, bound: int) -> Instance:
 def replicate(mapping: Mapping, rank: str, k: int) -> Mapping:
     """The mapping of one copy, run k times in sequence: a loop over `rank` outermost at the backing level.
 
-    The copy's instance has `rank` of bound 1, so its mapping has no loop over it."""
+    The copy's instance has `rank` of bound 1, so any loop over it has one iteration: it is dropped."""
     grouped = {n for g in mapping.groups for n in g.einsums}
     einsums = []
     for em in mapping.einsums:
@@ -95,16 +95,17 @@ def replicate(mapping: Mapping, rank: str, k: int) -> Mapping:
             einsums.append(em)
             continue
         top = em.levels[0]
-        top = top.model_copy(update={"temporal": [Loop(rank=rank, factor=k), *top.temporal]})
+        top = top.model_copy(update={"temporal": [Loop(rank=rank, factor=k),
+                                                  *(lp for lp in top.temporal if lp.rank != rank)]})
         einsums.append(EinsumMapping(einsum=em.einsum, compute_unit=em.compute_unit,
                                      levels=[top, *em.levels[1:]]))
     backing = {em.einsum: em.levels[0].level for em in mapping.einsums}
     groups = []
     for g in mapping.groups:
         dram = backing[g.einsums[0]]
-        shared = [SharedLoop(level=dram, rank=rank, factor=k), *g.shared_loops]
+        shared = [SharedLoop(level=dram, rank=rank, factor=k), *(s for s in g.shared_loops if s.rank != rank)]
         groups.append(FusedGroup(einsums=g.einsums, fusion_level=g.fusion_level, shared_loops=shared))
-    return Mapping(einsums=einsums, groups=groups)
+    return mapping.model_copy(update={"einsums": einsums, "groups": groups})   # keeps its variant
 
 
 def _values(inst: Instance, mapping: Mapping, components: list[str], unit: int):

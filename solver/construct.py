@@ -309,7 +309,8 @@ def lock_step_groups(inst: Instance, names: list[str]):
             continue
         top = list(tops)[0]
         shared = [SharedLoop(level=arch.levels[top[0]].name, rank=d.first, factor=wl.ranks[d.first],
-                             renames={m: r for m, r in d.ranks if r != d.first}) for d in dims]
+                             renames={m: r for m, r in d.ranks if r != d.first})
+                  for d in dims if wl.ranks[d.first] > 1]   # a loop of one iteration is no loop
         ems = []
         for e in members:
             u, path = units[e.name]

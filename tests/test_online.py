@@ -338,3 +338,23 @@ def test_a_recurrence_state_tile_counts_against_capacity():
     inst = Instance(name="state-capacity", workload=wl, architecture=arch)
     res = _solver_equals_enumeration(inst)
     assert res is not None and res.evaluation.capacity_required["REG"] <= 2
+
+
+def test_batch_replication_of_a_variant_mapping_keeps_its_cascade():
+    """Regression (fusemax_bert_4k at --time-limit 2 exited 5, then crashed in the report): the one-copy mapping of
+    batch replication was rebuilt without its `variant`, and the constructive lock-step groups carried one-iteration
+    shared loops over the batch rank, so prepending the batch loop made two loops over B at DRAM."""
+    from mapsolve.model import evaluate
+    from mapsolve.model.load import load_instance
+    from mapsolve.model.variants import alternatives
+    from mapsolve.solver.certify import replicate, with_rank_bound
+    from mapsolve.solver.construct import constructive_mapping
+    inst = load_instance(ROOT / "instances" / "fusemax_bert_4k.json")
+    copy = with_rank_bound(inst, "B", 1)
+    for name, alt in alternatives(copy):
+        built = constructive_mapping(alt, "latency")
+        assert all(sl.factor > 1 for g in built.groups for sl in g.shared_loops)
+        one = built.model_copy(update={"variant": name})
+        many = replicate(one, "B", inst.workload.ranks["B"])
+        assert many.variant == name
+        assert evaluate(inst, many).latency_cycles >= evaluate(copy, one).latency_cycles
