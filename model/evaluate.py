@@ -147,6 +147,7 @@ def analyze(inst: Instance, mapping: Mapping) -> Result:
             order.append(n.group.einsums)
     for names in order:
         members = [n for n in nests if n.group.einsums == names]
+        events_before = (len(access_energies), len(op_energies))
         unit_cycles: dict[str, int] = {}
         level_time: dict[tuple[str, str], Fraction] = {}
         for n in members:
@@ -184,7 +185,8 @@ def analyze(inst: Instance, mapping: Mapping) -> Result:
         bound_by = max(candidates, key=lambda k: candidates[k])
         g = members[0].group
         groups.append(GroupResult(list(names), arch.levels[g.fusion_level].name if g.fusion_level is not None
-                                  else None, candidates[bound_by], unit_cycles, level_cycles, bound_by))
+                                  else None, candidates[bound_by], unit_cycles, level_cycles, bound_by,
+                                  access_energies[events_before[0]:] + op_energies[events_before[1]:]))
     need, detail = _capacity(inst, nests)
     utilization = {u: (Fraction(units[u].ops) / cap if cap else Fraction(0)) for u, cap in unit_capacity.items()}
     for u, cap in unit_capacity.items():

@@ -47,6 +47,13 @@ class GroupResult:
     unit_cycles: dict[str, int]
     level_cycles: dict[str, int]
     bound_by: str
+    # the group's own energy events, (count, fJ each): accesses at every level and operations. Groups run in
+    # sequence, so a group's cost is its own; the search prices a mapping's pieces with these (solver/incumbent.py)
+    energy_events: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def energy_fj(self) -> int:
+        return sum(n * e for n, e in self.energy_events)
 
 
 @dataclass
@@ -79,7 +86,8 @@ class Result:
                 "levels": levels,
                 "compute": {u: {**asdict(c), "utilization": float(self.utilization.get(u, 0))}
                             for u, c in self.units.items()},
-                "groups": [asdict(g) for g in self.groups],
+                "groups": [{**{k: v for k, v in asdict(g).items() if k != "energy_events"}, "energy_fj": g.energy_fj}
+                           for g in self.groups],
                 "capacity_words": {lv: {"required": req, "tiles": self.capacity_detail.get(lv, {})}
                                    for lv, req in self.capacity_required.items()},
                 "capacity_bits": {lv: {"required": req} for lv, req in self.capacity_bits_required.items()},

@@ -116,12 +116,13 @@ def _values(inst: Instance, mapping: Mapping, components: list[str], unit: int):
 
 
 def certificates(inst: Instance, components: list[str], unit: int, mode: str,
-                 solve_copy: Callable[[Instance], Optional[Mapping]]) -> list[Certificate]:
+                 solve_copy: Callable[[Instance], Optional[Mapping]], built: Optional[Mapping] = None) -> list[Certificate]:
     """Valid mappings of `inst` priced like the solver's objective (energy in `unit` fJ).
 
-    `solve_copy(instance)` maps the one-copy instance of batch replication (the caller gives it its budget)."""
+    `solve_copy(instance)` maps the one-copy instance of batch replication (the caller gives it its budget);
+    `built`: the constructive mapping when the caller has it already."""
     out: list[Certificate] = []
-    built = constructive_mapping(inst, components[0])
+    built = built if built is not None else constructive_mapping(inst, components[0])
     if built is not None:
         values, ev = _values(inst, built, components, unit)
         out.append(Certificate("constructive", built, values, ev))
@@ -175,5 +176,6 @@ def certified(inst: Instance, res, certs: list[Certificate]):
     res.rounding_bound_fj = _rounding_bound(ev, unit)
     proven = res.best_bound is not None and res.best_bound[0] == best.values[0] and len(best.values) == 1
     res.status = "OPTIMAL" if proven else "FEASIBLE"
+    res.incumbent_source = best.label
     res.diagnosis = res.diagnosis if res.status == "OPTIMAL" else f"incumbent from {best.label}"
     return res

@@ -84,7 +84,15 @@ def _best_paths(results: list[SegmentResult], index: dict[str, int], n_component
 
 
 def _merge(old: SegmentResult, new: SegmentResult) -> SegmentResult:
-    """Two attempts at one segment: the better solution, the higher bound, proven if either proved."""
+    """Two attempts at one segment: the better solution, the higher bound, proven if either proved.
+
+    A proven bound above a solution already in hand (a constructive seed, an earlier attempt) is a wrong proof."""
+    if old.values is not None and new.status != "UNKNOWN" and (new.status == "INFEASIBLE" or
+                                                                new.bound[0] > old.values[0]):
+        from .certify import CertificationError
+        claim = "infeasible" if new.status == "INFEASIBLE" else f"bound {new.bound[0]} ({new.status})"
+        raise CertificationError(f"certification failed: segment {'+'.join(new.names)}: CP-SAT says {claim}, but "
+                                 f"a valid mapping of it ({old.source}) costs {old.values[0]}; the proof is wrong")
     if new.status in ("OPTIMAL", "INFEASIBLE", "PRUNED"):
         return new
     keep = new if new.values is not None and (old.values is None or new.values < old.values) else old
@@ -94,7 +102,7 @@ def _merge(old: SegmentResult, new: SegmentResult) -> SegmentResult:
                          old.seconds + new.seconds, old.build_seconds + new.build_seconds, keep.why, keep.model_size,
                          conflicts=old.conflicts + new.conflicts, branches=old.branches + new.branches,
                          deterministic_time=old.deterministic_time + new.deterministic_time,
-                         presolve=new.presolve or old.presolve)
+                         presolve=new.presolve or old.presolve, source=keep.source)
 
 
 def energy_in_units(inst: Instance, evaluation: Result, unit: int) -> tuple[int, int]:
@@ -190,4 +198,15 @@ def combine(inst: Instance, names: list[str], results: list[SegmentResult], comp
     bound = list(best[n]) if status == "OPTIMAL" else [lower[n][0]]
     return SolveResult(status, list(best[n]), bound, evaluation.energy_fj, latency, mapping, evaluation, objective,
                        build, search, results, energy_unit_fj=unit, rounding_error_fj=rounding_error,
-                       rounding_bound_fj=_rounding_bound(evaluation, unit))
+                       rounding_bound_fj=_rounding_bound(evaluation, unit), incumbent_source=_sources(chosen))
+
+
+def _sources(chosen: list[SegmentResult]) -> str:
+    """Who found the mapping's pieces: "cp-sat", "constructive", or CP-SAT with the constructive pieces named."""
+    seeded = ["+".join(r.names) for r in chosen if r.source != "cp-sat"]
+    if not seeded:
+        return "cp-sat"
+    if len(seeded) == len(chosen):
+        return "constructive"
+    return f"cp-sat, constructive for {', '.join(seeded)}"
+

@@ -36,6 +36,7 @@ class SegmentResult:
     deterministic_time: float = 0.0
     presolve: dict = field(default_factory=dict)  # CP-SAT's model after presolve: booleans, integers, fixed
     named_solution: dict = field(default_factory=dict, repr=False)  # variable name -> value (hints a bigger model)
+    source: str = "cp-sat"             # who found the solution: cp-sat, or constructive (solver/incumbent.py)
 
 
 @dataclass
@@ -59,6 +60,8 @@ class SolveResult:
     certify_seconds: float = 0.0     # building the certificates (the constructive mapping, the one-copy solve)
     variant: Optional[str] = None    # an instance with variants: the cascade the mapping maps (the winner)
     variants: list = field(default_factory=list)   # per variant: its status, objective, bound, energy, latency
+    construct_seconds: float = 0.0   # building the constructive mapping, the first incumbent
+    incumbent_source: str = ""       # where the mapping came from: cp-sat, constructive, or both (per segment)
 
     @property
     def energy_bound_fj(self) -> Optional[int]:

@@ -11,14 +11,16 @@ import dataclasses
 import time
 from typing import Callable, Optional
 
-from mapsolve.model.spec import Instance
+from mapsolve.model.spec import Instance, Mapping
 
 from .certify import CERTIFY_MODES, certificates, certified, replication_rank
+from .construct import constructive_mapping
 from .paths import _best_paths, _floor, _lower_bound, _merge, _path, combine
 from .results import SegmentResult, SolveResult, SolverError, VerificationError
 from .segment import Infeasible
 from mapsolve.model.online import split_pair
 from .segment_solve import Control, UnitTooFine, build_segment, model_size, solve_segment
+from .incumbent import seed_results
 
 __all__ = ["OBJECTIVES", "Control", "SegmentResult", "SolveResult", "SolverError", "VerificationError",
            "model_sizes", "segment_plans", "solve", "solve_segment"]
@@ -127,13 +129,18 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     control = control or Control()
     started = time.perf_counter()
     share = 0.8 if replication_rank(inst, certify) is not None else 1.0
+    built = constructive_mapping(inst, components[0])   # a valid mapping before any search (solver/incumbent.py)
+    construct_seconds = time.perf_counter() - started
+    if progress:
+        progress(f"constructive mapping in {time.perf_counter() - started:.2f} s" if built is not None else
+                 "no constructive mapping: the search starts from nothing")
     unit = 1
     while True:
         try:
             budget = Budget(share * (time_limit - (time.perf_counter() - started)),
                             None if deterministic_time is None else share * deterministic_time)
             res = _search(inst, objective, components, budget, workers, seed, progress, log, events, control,
-                          on_model, unit)
+                          on_model, unit, built)
             break
         except UnitTooFine as exc:  # exact fJ would overflow: restart in a coarser unit, said in the result
             unit = max(exc.unit, unit * 10)
@@ -141,6 +148,7 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
                 progress(f"energy in fJ could overflow CP-SAT's integers: restarting in units of {unit} fJ")
             if events:
                 events({"type": "energy_unit", "energy_unit_fj": unit})
+    res.construct_seconds = construct_seconds
     if control.interrupted:
         return res
 
@@ -158,7 +166,7 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
             return None
         return r.mapping
     t_cert = time.perf_counter()
-    certs = certificates(inst, components, res.energy_unit_fj, certify, solve_copy)
+    certs = certificates(inst, components, res.energy_unit_fj, certify, solve_copy, built)
     res.certify_seconds = time.perf_counter() - t_cert
     if events:
         for c in certs:
@@ -203,14 +211,19 @@ class Budget:
 
 
 def _search(inst: Instance, objective: str, components: list[str], budget: Budget, workers: int, seed: int,
-            progress, log, events, control: Control, on_model, unit: int) -> SolveResult:
-    """One search with energy in units of `unit` fJ (see `solve`)."""
+            progress, log, events, control: Control, on_model, unit: int,
+            first_mapping: Optional[Mapping] = None) -> SolveResult:
+    """One search with energy in units of `unit` fJ (see `solve`), starting from the constructive mapping
+    `first_mapping` cut into segments (solver/incumbent.py)."""
     names = [e.name for e in inst.workload.einsums]
     index = {nm: i for i, nm in enumerate(names)}
     plans = sorted(segment_plans(inst), key=lambda p: (len(p[0]) > 1, index[p[0][-1]], -index[p[0][0]]))
     t0 = time.perf_counter()
     det_offset = [0.0]
     results: list[Optional[SegmentResult]] = [None] * len(plans)
+    seeds = seed_results(inst, plans, components, unit, first_mapping)
+    for k, r in seeds.items():
+        results[k] = r
     weight = [len(p[0]) ** 2 for p in plans]  # longer segments are the hard ones: give them more time
     total_state: dict = {}
 
@@ -294,20 +307,25 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
 
     def stale_or_unproven() -> list[int]:
         """Unproven segments, and pruned ones whose cut-off was computed from a since-improved prefix."""
-        best = _best_paths(results, index, len(components))
+        best = _best_paths([r for r in results if r is not None], index, len(components))
         out = []
         for k, r in enumerate(results):
+            if r is None:
+                continue
             i = index[plans[k][0][0]]
             if r.status in ("FEASIBLE", "UNKNOWN") or (r.status == "PRUNED" and r.base is not None
                                                        and best[i][0] < r.base):
                 out.append(k)
         return out
 
+    report_total()   # the constructive incumbent, before any model is built
     for k in range(len(plans)):
         if control.interrupted:
             break
         left = budget.left()
-        run(k, max(left / (len(plans) - k), 0.05) if left > 0 else 0.01, "segment")
+        if left <= 0:   # out of time: the rest are not even built (they keep their floors, and any seed)
+            break
+        run(k, max(left / (len(plans) - k), 0.05), "segment")
     while not control.interrupted:
         todo = stale_or_unproven()
         left = budget.left()
@@ -318,10 +336,11 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
             if left <= 0.05 or control.interrupted:
                 break
             run(k, left * weight[k] / sum(weight[q] for q in todo[n_done:]), "retry")
-    for k, plan in enumerate(plans):  # never reached (interrupted): no solution, trivial bound
+    for k, plan in enumerate(plans):  # never reached (interrupted, out of time): no solution, the floor as bound
         if results[k] is None:
             fname = inst.architecture.levels[plan[1]].name if plan[1] is not None else None
-            results[k] = SegmentResult(plan[0], fname, "UNKNOWN", None, (0,))
+            results[k] = SegmentResult(plan[0], fname, "UNKNOWN", None,
+                                       (_floor(inst, plan[0], components[0], unit),))
     elapsed = time.perf_counter() - t0
     build = sum(r.build_seconds for r in results)
     res = combine(inst, names, results, components, objective, build, elapsed - build, unit)

@@ -81,4 +81,5 @@ def combine_variants(results, control=None):
         build_seconds=sum(r.build_seconds for _, r in results),
         solve_seconds=sum(r.solve_seconds for _, r in results),
         certify_seconds=sum(r.certify_seconds for _, r in results),
+        construct_seconds=sum(r.construct_seconds for _, r in results),
         certificates=[{**c, "variant": n} if isinstance(c, dict) else c for n, r in results for c in r.certificates])
