@@ -5,6 +5,7 @@ Exit codes are in cli/app.py.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -67,8 +68,18 @@ def _click_exceptions():
     return exceptions
 
 
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM outside a search (typer turns KeyboardInterrupt into a silent exit 130)."""
+
+
+def _interrupt(*_) -> None:
+    raise Interrupted
+
+
 def run() -> None:
     """Entry point: `mapsolve INSTANCE [options]` is shorthand for `mapsolve solve INSTANCE [options]`."""
+    for sig in (signal.SIGINT, signal.SIGTERM):   # until a search installs its own handler (cli/solve_cmd.py)
+        signal.signal(sig, _interrupt)
     argv = sys.argv[1:]
     names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
     names |= {g.name for g in app.registered_groups}
@@ -84,7 +95,7 @@ def run() -> None:
         where = exc.ctx.command_path if exc.ctx else "mapsolve"
         typer.echo(f"mapsolve: error: {' '.join(exc.format_message().split())} (see '{where} --help')", err=True)
         sys.exit(EXIT_INPUT)
-    except (KeyboardInterrupt, typer.Abort, getattr(ce, "Abort", typer.Abort)):
+    except (Interrupted, KeyboardInterrupt, typer.Abort, getattr(ce, "Abort", typer.Abort)):
         typer.echo("mapsolve: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)

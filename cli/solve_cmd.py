@@ -42,16 +42,20 @@ class Progress:
             sys.stderr.flush()
 
 
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def _on_ctrl_c(callback):
-    """Call `callback` on SIGINT even while the main thread is inside CP-SAT's C++ search.
+    """Call `callback` on SIGINT or SIGTERM even while the main thread is inside CP-SAT's C++ search.
 
     Python runs signal handlers only between bytecodes of the main thread, which is blocked in the solver; the
     wakeup fd is written by the C-level handler at once, and a watcher thread turns it into `callback()`
-    (CpSolver.stop_search is thread-safe). Returns a function restoring the previous state.
+    (CpSolver.stop_search is thread-safe). Returns a function restoring the previous state. Installed before the
+    search and restored only after every output is written, so an interrupt never cuts a file short.
     """
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: callback())
+    previous = {sig: signal.signal(sig, lambda *_: callback()) for sig in INTERRUPT_SIGNALS}
     previous_fd = signal.set_wakeup_fd(write_fd)
 
     def watch() -> None:
@@ -64,10 +68,41 @@ def _on_ctrl_c(callback):
 
     def restore() -> None:
         signal.set_wakeup_fd(previous_fd)
-        signal.signal(signal.SIGINT, previous_handler)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         os.close(write_fd)
 
     return restore
+
+
+def checkpoint(phase: str) -> None:
+    """Testing hook: MAPSOLVE_INTERRUPT_AT=PHASE[:N] sends this process SIGINT the N-th time (default 1st) it
+    reaches PHASE, so tests can interrupt at every phase deterministically (tests/test_traces.py)."""
+    want = os.environ.get("MAPSOLVE_INTERRUPT_AT")
+    if not want:
+        return
+    name, _, nth = want.partition(":")
+    if name != phase:
+        return
+    seen = checkpoint.counts.get(phase, 0) + 1
+    checkpoint.counts[phase] = seen
+    if seen == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+checkpoint.counts = {}
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all (a temporary file renamed over it): an interrupt or a full disk
+    never leaves a truncated file behind."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def result_json(res, inst) -> dict:
@@ -150,6 +185,7 @@ def solve_command(
                                           "group (default: the instance's solver.nesting)."),
 ) -> None:
     """Find a mapping of minimal energy or latency and prove it optimal."""
+    checkpoint("load")   # before the search's handler: Ctrl-C here is KeyboardInterrupt, exit 130 (cli/main.py)
     inst = load_instance_or_fail(instance, time_limit)
     inst = with_nesting(inst, nesting)
     if workers is not None and workers < 1:
@@ -165,17 +201,36 @@ def solve_command(
 
     progress = Progress(quiet)
     control = Control()
-    try:
-        outputs = SearchOutputs(instance, inst, trace, solver_log, export_model,
-                                {"objective": objective or inst.solver.objective, "time_limit": time_limit,
-                                 "deterministic_time": deterministic_time, "certify": certify, "workers": workers,
-                                 "seed": seed})
-    except OSError as exc:
-        fail(f"cannot write output: {exc}")
     restore = _on_ctrl_c(control.interrupt)
     try:
+        try:
+            outputs = SearchOutputs(instance, inst, trace, solver_log, export_model,
+                                    {"objective": objective or inst.solver.objective, "time_limit": time_limit,
+                                     "deterministic_time": deterministic_time, "certify": certify,
+                                     "workers": workers, "seed": seed})
+        except OSError as exc:
+            fail(f"cannot write output: {exc}")
+        _solve_and_report(inst, objective, time_limit, workers, seed, progress, outputs, control, deterministic_time,
+                          certify, json_out, quiet, run_solver, SolverError, VerificationError)
+        checkpoint("done")
+        if control.interrupted:   # it came while the finished result was being written or printed
+            fail(f"interrupted: the result above is complete{f' and written to {json_out}' if json_out else ''}",
+                 EXIT_INTERRUPTED)
+    finally:
+        restore()
+
+
+def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outputs, control, deterministic_time,
+                      certify, json_out, quiet, run_solver, SolverError, VerificationError) -> None:
+    """The search, then every output; an interrupt at any moment (control.interrupted) ends in exit 130 once
+    everything is written."""
+    def event(record: dict) -> None:
+        outputs.event(record)
+        checkpoint(record.get("type", ""))
+    checkpoint("search")
+    try:
         res = run_solver(inst, objective, time_limit, workers, seed, progress=progress, log=outputs.log,
-                         events=outputs.event, control=control, on_model=outputs.model,
+                         events=event, control=control, on_model=outputs.model,
                          deterministic_time=deterministic_time, certify=certify)
     except VerificationError as exc:
         progress.done()
@@ -185,19 +240,20 @@ def solve_command(
         progress.done()
         outputs.close(None)
         fail(str(exc), EXIT_INPUT)
-    finally:
-        restore()
     progress.done()
+    checkpoint("close_trace")
     outputs.close(res)
     if json_out is not None:
+        checkpoint("write_json")
         try:
-            json_out.write_text(json.dumps(result_json(res, inst), indent=1) + "\n")
+            write_atomically(json_out, json.dumps(result_json(res, inst), indent=1) + "\n")
         except OSError as exc:
             fail(f"--json {json_out}: cannot write: {exc}")
-    if res.status == "INTERRUPTED":
+    checkpoint("report")
+    if res.status == "INTERRUPTED" or control.interrupted:
         if not quiet and res.mapping is not None:
             print_result(inst, res.mapping, res.evaluation)
-        fail(f"interrupted: best {res.objective_name} {res.objective}, bound {res.best_bound}, gap "
+        fail(f"interrupted: {res.status}, best {res.objective_name} {res.objective}, bound {res.best_bound}, gap "
              f"{'-' if res.gap is None else f'{100 * res.gap:.3g}%'}"
              f"{f'; result written to {json_out}' if json_out else ''}", EXIT_INTERRUPTED)
     if res.status == "INFEASIBLE":

@@ -20,7 +20,7 @@ import numpy as np
 
 from mapsolve.model.evaluate import _counts_of, port_words
 from mapsolve.model.nest import Group, Nest, NestLoop, formats
-from mapsolve.model.units import element_fj, fj
+from mapsolve.model.units import element_fj
 
 BITS = 16                      # per-variable exponent field; exponents stay exact while |e| < 2**15
 _FULL = 1 << BITS

@@ -17,13 +17,12 @@ from .certify import CERTIFY_MODES, certificates, certified, replication_rank
 from .construct import constructive_mapping
 from .paths import _best_paths, _floor, _lower_bound, _merge, _path, combine
 from .results import SegmentResult, SolveResult, SolverError, VerificationError
-from .segment import Infeasible
 from mapsolve.model.online import split_pair
-from .segment_solve import Control, UnitTooFine, build_segment, model_size, solve_segment
+from .segment_solve import Control, UnitTooFine, solve_segment
 from .incumbent import seed_results
 
 __all__ = ["OBJECTIVES", "Control", "SegmentResult", "SolveResult", "SolverError", "VerificationError",
-           "model_sizes", "segment_plans", "solve", "solve_segment"]
+           "segment_plans", "solve", "solve_segment"]
 
 OBJECTIVES = ("energy", "latency", "energy,latency", "latency,energy")
 
@@ -58,32 +57,6 @@ def segment_plans(inst: Instance) -> list[tuple[tuple[str, ...], Optional[int], 
                     if all(arch.levels[x].mesh.size == 1 for x in (*top[1:], f)):
                         plans.append((seg, f, top))
     return plans
-
-
-def model_sizes(inst: Instance, components: tuple[str, ...] = ("energy", "latency")) -> dict:
-    """Total size of every segment model the search may solve (before cut-offs), for trace headers: the
-    search builds each model only when it reaches it, so this builds them all once, up front."""
-    t0 = time.perf_counter()
-    total = {"variables": 0, "constraints": 0, "booleans": 0, "models": 0, "infeasible_models": 0}
-    for plan in segment_plans(inst):
-        unit = 1
-        while True:
-            try:
-                sm, _ = build_segment(inst, plan, unit, components)
-                break
-            except UnitTooFine as exc:
-                unit = max(exc.unit, unit * 10)
-            except Infeasible:
-                sm = None
-                break
-        if sm is None:
-            total["infeasible_models"] += 1
-            continue
-        for k, v in model_size(sm.m).items():
-            total[k] += v
-        total["models"] += 1
-    total["build_seconds"] = round(time.perf_counter() - t0, 4)
-    return total
 
 
 def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[float] = None,
@@ -131,6 +104,9 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     share = 0.8 if replication_rank(inst, certify) is not None else 1.0
     built = constructive_mapping(inst, components[0])   # a valid mapping before any search (solver/incumbent.py)
     construct_seconds = time.perf_counter() - started
+    if events:
+        events({"type": "constructive", "wall": round(construct_seconds, 6), "found": built is not None,
+                "seconds": round(construct_seconds, 6)})
     if progress:
         progress(f"constructive mapping in {time.perf_counter() - started:.2f} s" if built is not None else
                  "no constructive mapping: the search starts from nothing")
