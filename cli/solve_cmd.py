@@ -183,6 +183,9 @@ def solve_command(
     nesting: Optional[str] = typer.Option(None, "--nesting", help="tree: shared loops may enclose any run of a "
                                           "fused group (nested fusion); flat: every shared loop encloses the whole "
                                           "group (default: the instance's solver.nesting)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Keep proven segment results in this folder and "
+                                         "reuse them (keyed by the segment's content and the code's version): "
+                                         "re-solving an unchanged instance, or a similar one, costs little."),
 ) -> None:
     """Find a mapping of minimal energy or latency and prove it optimal."""
     checkpoint("load")   # before the search's handler: Ctrl-C here is KeyboardInterrupt, exit 130 (cli/main.py)
@@ -195,7 +198,15 @@ def solve_command(
     if certify not in ("auto", "full", "cheap"):
         fail(f"--certify must be auto, full or cheap, not {certify!r}")
     from mapsolve.solver import SolverError, VerificationError, solve as run_solver  # ortools loads slowly
+    from mapsolve.solver.cache import SegmentCache
     from mapsolve.solver.search import Control
+    if cache is not None:
+        try:
+            segment_cache = SegmentCache(cache)
+        except OSError as exc:
+            fail(f"--cache {cache}: cannot use this folder: {exc}")
+    else:
+        segment_cache = None
 
     from .tracing import SearchOutputs
 
@@ -211,7 +222,7 @@ def solve_command(
         except OSError as exc:
             fail(f"cannot write output: {exc}")
         _solve_and_report(inst, objective, time_limit, workers, seed, progress, outputs, control, deterministic_time,
-                          certify, json_out, quiet, run_solver, SolverError, VerificationError)
+                          certify, json_out, quiet, run_solver, SolverError, VerificationError, segment_cache)
         checkpoint("done")
         if control.interrupted:   # it came while the finished result was being written or printed
             fail(f"interrupted: the result above is complete{f' and written to {json_out}' if json_out else ''}",
@@ -221,7 +232,7 @@ def solve_command(
 
 
 def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outputs, control, deterministic_time,
-                      certify, json_out, quiet, run_solver, SolverError, VerificationError) -> None:
+                      certify, json_out, quiet, run_solver, SolverError, VerificationError, cache) -> None:
     """The search, then every output; an interrupt at any moment (control.interrupted) ends in exit 130 once
     everything is written."""
     def event(record: dict) -> None:
@@ -231,7 +242,7 @@ def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outp
     try:
         res = run_solver(inst, objective, time_limit, workers, seed, progress=progress, log=outputs.log,
                          events=event, control=control, on_model=outputs.model,
-                         deterministic_time=deterministic_time, certify=certify)
+                         deterministic_time=deterministic_time, certify=certify, cache=cache)
     except VerificationError as exc:
         progress.done()
         outputs.close(None)
@@ -280,6 +291,11 @@ def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outp
         of = f"variant {c['variant']}'s " if "variant" in c else ""
         typer.echo(f"checked  {of}bound <= {c['values'][0]}, the cost of a valid mapping built without the proof "
                    f"({c['label']})")
+    hits = sum(1 for s in res.segments if s.source == "cache")
+    if hits:
+        typer.echo(f"cache    {hits} of {len(res.segments)} segment results reused from {cache.folder or 'memory'}")
+    if cache is not None and getattr(cache, "error", None):
+        typer.echo(f"warning  {cache.error}")
     total = res.construct_seconds + res.build_seconds + res.solve_seconds + res.certify_seconds
     typer.echo(f"time     {total:.2f} s (constructive mapping {res.construct_seconds:.2f} s, model building "
                f"{res.build_seconds:.2f} s, search {res.solve_seconds:.2f} s, certification {res.certify_seconds:.2f} s, "

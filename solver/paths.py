@@ -203,7 +203,7 @@ def combine(inst: Instance, names: list[str], results: list[SegmentResult], comp
 
 def _sources(chosen: list[SegmentResult]) -> str:
     """Who found the mapping's pieces: "cp-sat", "constructive", or CP-SAT with the constructive pieces named."""
-    seeded = ["+".join(r.names) for r in chosen if r.source != "cp-sat"]
+    seeded = ["+".join(r.names) for r in chosen if r.source == "constructive"]
     if not seeded:
         return "cp-sat"
     if len(seeded) == len(chosen):

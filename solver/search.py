@@ -20,6 +20,7 @@ from .results import SegmentResult, SolveResult, SolverError, VerificationError
 from mapsolve.model.online import split_pair
 from .segment_solve import Control, UnitTooFine, solve_segment
 from .incumbent import seed_results
+from .cache import SegmentCache, instance_key, segment_key
 
 __all__ = ["OBJECTIVES", "Control", "SegmentResult", "SolveResult", "SolverError", "VerificationError",
            "segment_plans", "solve", "solve_segment"]
@@ -64,7 +65,8 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
           progress: Optional[Callable[..., None]] = None, log=None,
           events: Optional[Callable[[dict], None]] = None, control: Optional[Control] = None,
           on_model: Optional[Callable[[str, object, dict], None]] = None,
-          deterministic_time: Optional[float] = None, certify: str = "auto") -> SolveResult:
+          deterministic_time: Optional[float] = None, certify: str = "auto",
+          cache: Optional[SegmentCache] = None) -> SolveResult:
     """Find a mapping minimising `objective`, prove it optimal when time allows, decode and verify it.
 
     `deterministic_time` (CP-SAT's deterministic seconds, summed over every segment solve) makes the budget and
@@ -89,7 +91,8 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     if inst.workload.variants:   # the least of the variants' optima (solver/variants.py)
         from .variants import solve_variants
         return solve_variants(solve, inst, objective, time_limit, deterministic_time, control, events, progress,
-                              workers=workers, seed=seed, log=log, on_model=on_model, certify=certify)
+                              workers=workers, seed=seed, log=log, on_model=on_model, certify=certify,
+                              cache=cache if cache is not None else SegmentCache())
     opts = inst.solver
     objective = objective or opts.objective
     if time_limit is None:
@@ -102,7 +105,11 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     control = control or Control()
     started = time.perf_counter()
     share = 0.8 if replication_rank(inst, certify) is not None else 1.0
-    built = constructive_mapping(inst, components[0])   # a valid mapping before any search (solver/incumbent.py)
+    if cache is None:
+        cache = SegmentCache()
+    # a valid mapping before any search (solver/incumbent.py); a function of the instance alone, so cached too
+    built = cache.mapping(instance_key(inst, f"constructive {components[0]}"),
+                          lambda: constructive_mapping(inst, components[0]))
     construct_seconds = time.perf_counter() - started
     if events:
         events({"type": "constructive", "wall": round(construct_seconds, 6), "found": built is not None,
@@ -116,7 +123,7 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
             budget = Budget(share * (time_limit - (time.perf_counter() - started)),
                             None if deterministic_time is None else share * deterministic_time)
             res = _search(inst, objective, components, budget, workers, seed, progress, log, events, control,
-                          on_model, unit, built)
+                          on_model, unit, built, cache)
             break
         except UnitTooFine as exc:  # exact fJ would overflow: restart in a coarser unit, said in the result
             unit = max(exc.unit, unit * 10)
@@ -134,7 +141,7 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
             progress("certifying: solving one copy of the batch rank for replication")
         try:
             r = solve(copy, objective, max(time_limit - (time.perf_counter() - started), 0.05), workers, seed,
-                      control=control, certify="cheap",
+                      control=control, certify="cheap", cache=cache,
                       deterministic_time=None if deterministic_time is None else (1 - share) * deterministic_time)
         except VerificationError:
             raise
@@ -188,9 +195,10 @@ class Budget:
 
 def _search(inst: Instance, objective: str, components: list[str], budget: Budget, workers: int, seed: int,
             progress, log, events, control: Control, on_model, unit: int,
-            first_mapping: Optional[Mapping] = None) -> SolveResult:
+            first_mapping: Optional[Mapping] = None, cache: Optional[SegmentCache] = None) -> SolveResult:
     """One search with energy in units of `unit` fJ (see `solve`), starting from the constructive mapping
     `first_mapping` cut into segments (solver/incumbent.py)."""
+    cache = cache if cache is not None else SegmentCache()
     names = [e.name for e in inst.workload.einsums]
     index = {nm: i for i, nm in enumerate(names)}
     plans = sorted(segment_plans(inst), key=lambda p: (len(p[0]) > 1, index[p[0][-1]], -index[p[0][0]]))
@@ -258,10 +266,19 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
             if on_model:
                 on_model(f"{k + 1:03d}-{attempt}-{seg}", model, size)
         seconds, det_seconds = budget.limits(share)
-        r = solve_segment(inst, plan, components, seconds, workers, seed, log=log, cutoff=cutoff,
-                          on_solution=on_solution if (progress or events) else None,
-                          on_bound=on_bound if events else None, control=control, on_model=model_seen,
-                          energy_unit=unit, det_seconds=det_seconds)
+        key = segment_key(inst, plan, components, unit)
+        r = cache.get(key, cutoff)
+        if r is None:
+            r = solve_segment(inst, plan, components, seconds, workers, seed, log=log, cutoff=cutoff,
+                              on_solution=on_solution if (progress or events) else None,
+                              on_bound=on_bound if events else None, control=control, on_model=model_seen,
+                              energy_unit=unit, det_seconds=det_seconds)
+            if not control.interrupted:
+                cache.put(key, r)
+        else:
+            emit({"type": "segment_start", "segment": seg, "attempt": attempt, "cutoff": cutoff, "cached": True})
+            if progress:
+                progress(f"{label}: {r.status} (cached)")
         det_offset[0] += r.deterministic_time
         budget.det_used += r.deterministic_time
         if r.status in ("FEASIBLE", "UNKNOWN"):  # an unproven segment is still worth at least its floor
@@ -278,7 +295,8 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
               # in a coarser energy unit the segment's energy is priced in that unit, not in fJ
               "energy_fj": r.energy_fj if unit == 1 else None, "latency_cycles": r.latency_cycles,
               **({"energy_units": r.energy_fj, "energy_unit_fj": unit} if unit > 1 else {}), "conflicts": r.conflicts,
-              "branches": r.branches, "deterministic_time": det_offset[0], "presolve": r.presolve})
+              "branches": r.branches, "deterministic_time": det_offset[0], "presolve": r.presolve,
+              "cached": r.source == "cache"})
         report_total()
 
     def stale_or_unproven() -> list[int]:
