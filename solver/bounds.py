@@ -9,6 +9,7 @@ from math import prod
 
 from mapsolve.model.nest import group_intermediates
 from mapsolve.model.spec import Instance
+from mapsolve.model.units import element_fj
 
 
 def fewest_cycles(inst: Instance, e, unit) -> int:
@@ -38,6 +39,28 @@ def dram_words(inst: Instance, names, fused: bool) -> tuple[int, int]:
     reads = sum(v * wl.bits(t) for t, v in size.items() if t not in produced)
     writes = sum(v * _least_bits(wl, t) for t, v in size.items() if t in produced)
     return reads, writes
+
+
+def dram_energy(inst: Instance, names, fused: bool, unit: int = 1) -> int:
+    """Energy (in `unit` fJ, per-element energies rounded down as the search prices them) of the DRAM accesses
+    every mapping of these Einsums makes: each element of an input read once at its width, each element of an
+    output written once at its narrowest (`dram_words`' counts; an element's access energy never falls as its
+    width grows, model/units.py `element_fj`)."""
+    from .segment import to_unit
+    wl, members = inst.workload, set(names)
+    dram = inst.architecture.levels[0]
+    inter = group_intermediates(wl, names) if fused else frozenset()
+    einsums = [e for e in wl.einsums if e.name in members]
+    produced = {e.output.tensor for e in einsums}
+    tensors = {t: ranks for e in einsums for t, ranks in e.tensors.items() if t not in inter}
+    total = 0
+    for t, ranks in tensors.items():
+        size = prod(wl.ranks[r] for r in ranks)
+        if t in produced:
+            total += size * to_unit(element_fj(dram, "w", _least_bits(wl, t), wl.word_bits), unit)
+        else:
+            total += size * to_unit(element_fj(dram, "r", wl.bits(t), wl.word_bits), unit)
+    return total
 
 
 def fewest_words(inst: Instance, names, fusion: int | None) -> dict[int, tuple[int, int]]:

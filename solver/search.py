@@ -267,8 +267,13 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
                 on_model(f"{k + 1:03d}-{attempt}-{seg}", model, size)
         seconds, det_seconds = budget.limits(share)
         key = segment_key(inst, plan, components, unit)
+        floor = _floor(inst, plan[0], components[0], unit)
         r = cache.get(key, cutoff)
-        if r is None:
+        if r is None and cutoff is not None and floor > cutoff:   # dominated before it is built: costs nothing
+            fname = inst.architecture.levels[plan[1]].name if plan[1] is not None else None
+            r = SegmentResult(plan[0], fname, "PRUNED", None, (floor,), why="its floor is above the cut-off",
+                              source="floor")
+        elif r is None:
             r = solve_segment(inst, plan, components, seconds, workers, seed, log=log, cutoff=cutoff,
                               on_solution=on_solution if (progress or events) else None,
                               on_bound=on_bound if events else None, control=control, on_model=model_seen,
@@ -282,7 +287,6 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
         det_offset[0] += r.deterministic_time
         budget.det_used += r.deterministic_time
         if r.status in ("FEASIBLE", "UNKNOWN"):  # an unproven segment is still worth at least its floor
-            floor = _floor(inst, plan[0], components[0], unit)
             if floor > r.bound[0]:
                 r = dataclasses.replace(r, bound=(floor, *r.bound[1:]))
         if r.status == "PRUNED":
@@ -296,7 +300,7 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
               "energy_fj": r.energy_fj if unit == 1 else None, "latency_cycles": r.latency_cycles,
               **({"energy_units": r.energy_fj, "energy_unit_fj": unit} if unit > 1 else {}), "conflicts": r.conflicts,
               "branches": r.branches, "deterministic_time": det_offset[0], "presolve": r.presolve,
-              "cached": r.source == "cache"})
+              "cached": r.source == "cache", **({"skipped": r.why} if r.source == "floor" else {})})
         report_total()
 
     def stale_or_unproven() -> list[int]:

@@ -25,6 +25,7 @@ from mapsolve.model import MappingError, evaluate, load_instance, load_mapping  
 from mapsolve.model.spec import Instance, Mapping  # noqa: E402
 from mapsolve.solver.search import SolverError, VerificationError, solve  # noqa: E402
 from mapsolve.solver.paths import _floor  # noqa: E402
+from mapsolve.solver.segment import to_unit  # noqa: E402
 from mapsolve.model.evaluate import port_words  # noqa: E402
 from mapsolve.solver.bounds import fewest_words  # noqa: E402
 from strategies import cases  # noqa: E402
@@ -131,6 +132,9 @@ def test_fewest_words_cut_is_valid(case):
                     (g, levels[li].name, port, words, case_json(inst, mapping, "latency"))
         # the search's bound for a segment not solved yet (solver/paths.py) holds for the group too
         assert _floor(inst, g.einsums, "latency") <= g.latency_cycles, (g, case_json(inst, mapping, "latency"))
+        assert _floor(inst, g.einsums, "energy") <= g.energy_fj, (g, case_json(inst, mapping, "energy"))
+        in_tens = sum(n * to_unit(e, 10) for n, e in g.energy_events)
+        assert _floor(inst, g.einsums, "energy", 10) <= in_tens, (g, case_json(inst, mapping, "energy"))
 
 
 # --------------------------------------------------------------------------------------------------------------
