@@ -46,31 +46,86 @@ def code_hash() -> str:
     return h.hexdigest()
 
 
+class Names:
+    """A segment's Einsums, tensors and ranks renamed E0.., T0.., R0.. in order of appearance, so that segments
+    equal but for their names (the Q, K and V projections of a block) share one key and one proof. Costs never
+    depend on names (the model knows tensors and ranks only by identity), so a proof for one is a proof for the
+    other; a mapping is stored in canonical names and renamed back on reuse."""
+
+    def __init__(self, members):
+        self.einsum = {e.name: f"E{i}" for i, e in enumerate(members)}
+        self.tensor: dict[str, str] = {}
+        self.rank: dict[str, str] = {}
+        for e in members:
+            for ref in (e.output, *e.inputs):
+                self.tensor.setdefault(ref.tensor, f"T{len(self.tensor)}")
+                for r in ref.ranks:
+                    self.rank.setdefault(r, f"R{len(self.rank)}")
+            if e.recurrence is not None:
+                self.rank.setdefault(e.recurrence, f"R{len(self.rank)}")
+
+    def inverse(self) -> "Names":
+        inv = Names([])
+        inv.einsum = {v: k for k, v in self.einsum.items()}
+        inv.tensor = {v: k for k, v in self.tensor.items()}
+        inv.rank = {v: k for k, v in self.rank.items()}
+        return inv
+
+    def einsum_doc(self, e) -> dict:
+        def ref(r):
+            return {"tensor": self.tensor[r.tensor], "ranks": [self.rank[x] for x in r.ranks], "running": r.running}
+        return {"name": self.einsum[e.name], "output": ref(e.output), "inputs": [ref(r) for r in e.inputs],
+                "op": e.op, "recurrence": self.rank.get(e.recurrence) if e.recurrence else None}
+
+    def einsum_mapping(self, m: dict) -> dict:
+        return {**m, "einsum": self.einsum[m["einsum"]],
+                "levels": [{**lv, "keep": [self.tensor[t] for t in lv["keep"]],
+                            "temporal": [{**lp, "rank": self.rank[lp["rank"]]} for lp in lv["temporal"]],
+                            "spatial": [{**sp, "rank": self.rank[sp["rank"]]} for sp in lv["spatial"]]}
+                           for lv in m["levels"]]}
+
+    def group(self, g: dict) -> dict:
+        return {**g, "einsums": [self.einsum[n] for n in g["einsums"]],
+                "shared_loops": [{**sl, "rank": self.rank[sl["rank"]],
+                                  "renames": {self.einsum[k]: self.rank[v] for k, v in sl["renames"].items()},
+                                  "einsums": None if sl["einsums"] is None else [self.einsum[n]
+                                                                                 for n in sl["einsums"]]}
+                                 for sl in g["shared_loops"]]}
+
+
 def segment_key(inst: Instance, plan, components, unit: int) -> str:
-    """The hash of everything segment `plan`'s model is built from (see the module docstring)."""
+    """The hash of everything segment `plan`'s model is built from, in canonical names (see `Names`)."""
+    return _segment_doc(inst, plan, components, unit)[0]
+
+
+def _segment_doc(inst: Instance, plan, components, unit: int) -> tuple[str, Names]:
     names, fusion, top = plan
     wl = inst.workload
     members = [e for e in wl.einsums if e.name in set(names)]
-    tensors = sorted({t for e in members for t in e.tensors})
+    nm = Names(members)
     produced = {e.output.tensor for e in members}
-    outside = sorted(t for t in produced
+    outside = sorted(nm.tensor[t] for t in produced
                      if any(i.tensor == t for e in wl.einsums if e.name not in set(names) for i in e.inputs))
-    ranks = sorted({r for e in members for ranks in e.tensors.values() for r in ranks} | {r for e in members
-                                                                                         for r in e.space})
+    arch = inst.architecture.model_dump(mode="json")
+    for lv in arch["levels"]:   # residency rules, for this segment's tensors only, in canonical names
+        lv["may_keep"] = None if lv["may_keep"] is None else sorted(nm.tensor[t] for t in lv["may_keep"]
+                                                                    if t in nm.tensor)
+        lv["must_keep"] = sorted(nm.tensor[t] for t in lv["must_keep"] if t in nm.tensor)
     doc = {
         "code": code_hash(),
-        "einsums": [e.model_dump(mode="json") for e in members],
-        "tensors": {t: wl.tensors[t].model_dump(mode="json") for t in tensors if t in wl.tensors},
+        "einsums": [nm.einsum_doc(e) for e in members],
+        "tensors": {nm.tensor[t]: wl.tensors[t].model_dump(mode="json") if t in wl.tensors else None
+                    for t in nm.tensor},
         "read_outside": outside,
-        "ranks": {r: wl.ranks[r] for r in ranks},
+        "ranks": {nm.rank[r]: wl.ranks[r] for r in nm.rank},
         "word_bits": wl.word_bits,
-        "architecture": inst.architecture.model_dump(mode="json"),
+        "architecture": arch,
         "nesting": inst.solver.nesting,
-        "plan": [list(names), fusion, list(top)],
+        "plan": [len(names), fusion, list(top)],
         "components": list(components),
         "energy_unit": unit,
     }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest(), nm
 
 
 def instance_key(inst: Instance, what: str) -> str:
@@ -95,8 +150,10 @@ class SegmentCache:
     def _path(self, key: str) -> Path:
         return self.folder / f"{key[:2]}" / f"{key}.json"
 
-    def get(self, key: str, cutoff: Optional[int]) -> Optional[SegmentResult]:
-        """The stored proof for `key`, if it answers the question asked with `cutoff`."""
+    def get(self, inst: Instance, plan, components, unit: int, cutoff: Optional[int]) -> Optional[SegmentResult]:
+        """The stored proof for this segment (or one equal to it but for names), if it answers the question asked
+        with `cutoff`; its mapping in this segment's names."""
+        key, nm = _segment_doc(inst, plan, components, unit)
         doc = self.memory.get(key)
         if doc is None and self.folder is not None:
             try:
@@ -105,17 +162,20 @@ class SegmentCache:
                 return None
         if doc is None or "status" not in doc:
             return None
-        r = _from_json(doc)
+        try:
+            r = _from_json(doc, nm.inverse(), tuple(plan[0]))
+        except (KeyError, TypeError, ValueError):   # damaged or foreign: solve again
+            return None
         if r.status == "PRUNED" and (cutoff is None or cutoff >= r.bound[0]):
             return None    # pruned under a lower cut-off than this one: not an answer now
         self.hits += 1
         return r
 
-    def put(self, key: str, r: SegmentResult) -> None:
+    def put(self, inst: Instance, plan, components, unit: int, r: SegmentResult) -> None:
         if r.status not in PROVEN or (r.status == "PRUNED" and r.bound[0] <= 0):
             return
-        self._store(key, _to_json(r))
-
+        key, nm = _segment_doc(inst, plan, components, unit)
+        self._store(key, _to_json(r, nm))
 
     def mapping(self, key: str, build):
         """The Mapping stored under `key`, else `build()` stored (None is stored too: no mapping exists)."""
@@ -151,20 +211,22 @@ class SegmentCache:
             self.error = f"--cache {path.parent}: cannot write ({exc}); caching in memory only"
 
 
-def _to_json(r: SegmentResult) -> dict:
+def _to_json(r: SegmentResult, nm: Names) -> dict:
+    """The result with its mapping in canonical names."""
     maps, group = r.mapping if r.mapping else ([], None)
-    return {"names": list(r.names), "fusion": r.fusion, "status": r.status,
+    return {"status": r.status, "fusion": r.fusion,
             "values": list(r.values) if r.values is not None else None, "bound": list(r.bound),
             "energy_fj": r.energy_fj, "latency_cycles": r.latency_cycles,
-            "maps": [m.model_dump(mode="json") for m in maps],
-            "group": group.model_dump(mode="json") if group is not None else None,
+            "maps": [nm.einsum_mapping(m.model_dump(mode="json")) for m in maps],
+            "group": nm.group(group.model_dump(mode="json")) if group is not None else None,
             "why": r.why, "model_size": r.model_size, "presolve": r.presolve}
 
 
-def _from_json(doc: dict) -> SegmentResult:
-    maps = [EinsumMapping.model_validate(m) for m in doc["maps"]]
-    group = FusedGroup.model_validate(doc["group"]) if doc["group"] is not None else None
-    return SegmentResult(tuple(doc["names"]), doc["fusion"], doc["status"],
+def _from_json(doc: dict, back: Names, names: tuple) -> SegmentResult:
+    """A stored result, its mapping renamed by `back` (canonical -> this segment's names)."""
+    maps = [EinsumMapping.model_validate(back.einsum_mapping(m)) for m in doc["maps"]]
+    group = FusedGroup.model_validate(back.group(doc["group"])) if doc["group"] is not None else None
+    return SegmentResult(names, doc["fusion"], doc["status"],
                          tuple(doc["values"]) if doc["values"] is not None else None, tuple(doc["bound"]),
                          doc["energy_fj"], doc["latency_cycles"], (maps, group) if doc["values"] is not None else (),
                          why=doc["why"], model_size=doc["model_size"], presolve=doc["presolve"], source="cache")

@@ -20,7 +20,7 @@ from .results import SegmentResult, SolveResult, SolverError, VerificationError
 from mapsolve.model.online import split_pair
 from .segment_solve import Control, UnitTooFine, solve_segment
 from .incumbent import seed_results
-from .cache import SegmentCache, instance_key, segment_key
+from .cache import SegmentCache, instance_key
 
 __all__ = ["OBJECTIVES", "Control", "SegmentResult", "SolveResult", "SolverError", "VerificationError",
            "segment_plans", "solve", "solve_segment"]
@@ -266,9 +266,8 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
             if on_model:
                 on_model(f"{k + 1:03d}-{attempt}-{seg}", model, size)
         seconds, det_seconds = budget.limits(share)
-        key = segment_key(inst, plan, components, unit)
         floor = _floor(inst, plan[0], components[0], unit)
-        r = cache.get(key, cutoff)
+        r = cache.get(inst, plan, components, unit, cutoff)
         if r is None and cutoff is not None and floor > cutoff:   # dominated before it is built: costs nothing
             fname = inst.architecture.levels[plan[1]].name if plan[1] is not None else None
             r = SegmentResult(plan[0], fname, "PRUNED", None, (floor,), why="its floor is above the cut-off",
@@ -279,7 +278,7 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
                               on_bound=on_bound if events else None, control=control, on_model=model_seen,
                               energy_unit=unit, det_seconds=det_seconds)
             if not control.interrupted:
-                cache.put(key, r)
+                cache.put(inst, plan, components, unit, r)
         else:
             emit({"type": "segment_start", "segment": seg, "attempt": attempt, "cutoff": cutoff, "cached": True})
             if progress:

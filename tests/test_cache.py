@@ -26,7 +26,8 @@ def test_resolve_reuses_every_proof(tmp_path):
     again = _solve(inst, SegmentCache(tmp_path))
     assert first.status == again.status == "OPTIMAL"
     assert again.objective == first.objective and again.best_bound == first.best_bound
-    assert all(s.source == "cache" for s in again.segments if s.status in ("OPTIMAL", "INFEASIBLE", "PRUNED"))
+    assert all(s.source in ("cache", "floor") for s in again.segments
+               if s.status in ("OPTIMAL", "INFEASIBLE", "PRUNED"))
     assert sum(s.deterministic_time for s in again.segments) == 0
     assert evaluate(inst, again.mapping).energy_fj == again.energy_fj
 
@@ -74,3 +75,13 @@ def test_cli_cache_line(tmp_path):
     bad = subprocess.run([*cmd[:-4], "--cache", str(tmp_path / "out.json")], capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 2 and "--cache" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_segments_equal_but_for_names_share_a_proof():
+    """tiny_block's Q, K and V projections are one segment model up to names: K's and V's are not solved again, and
+    the renamed mappings are priced by the model like any other (the whole answer is re-evaluated)."""
+    inst = load_instance(ROOT / "instances" / "tiny_block.json")
+    res = _solve(inst)
+    hits = {s.names for s in res.segments if s.source == "cache"}
+    assert {("KP",), ("VP",)} <= hits, hits
+    assert res.status == "OPTIMAL" and evaluate(inst, res.mapping).energy_fj == res.energy_fj
