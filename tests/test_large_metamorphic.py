@@ -271,11 +271,17 @@ def test_unsafe_parameters_reproduce_the_false_optimum(monkeypatch):
     """Without auto_detect_greater_than_at_least_one_of=False, ortools 9.15 (1 worker, seed 0: deterministic)
     proves the 8-head QK 13.8x too high, and batch replication (relation 1) catches it. The solver's own
     certification is switched off here so that the raw CP-SAT bound reaches the relation. If this fails,
-    either ortools fixed the bug (revisit SAFE_PARAMETERS) or the relation lost its teeth."""
+    either ortools fixed the bug (revisit SAFE_PARAMETERS) or the relation lost its teeth. The constructive seeds
+    (solver/incumbent.py) catch it first, segment by segment; they are switched off too for the relation's turn."""
     import mapsolve.solver.search as search
+    from mapsolve.solver.certify import CertificationError
     monkeypatch.delitem(segment_solve.SAFE_PARAMETERS, "auto_detect_greater_than_at_least_one_of", raising=False)
-    monkeypatch.setattr(search, "certificates", lambda *a, **k: [], raising=False)
     inst = load_instance(CASE)
+    # the constructive seed of the QK segment is a valid mapping below the wrong bound: caught at that segment
+    with pytest.raises(CertificationError, match="segment QK: CP-SAT says bound"):
+        solve(inst, "energy", workers=1, seed=0, deterministic_time=DET_TIME, **_CERTIFY)
+    monkeypatch.setattr(search, "certificates", lambda *a, **k: [], raising=False)
+    monkeypatch.setattr(search, "seed_results", lambda *a, **k: {}, raising=False)
     res = solve(inst, "energy", workers=1, seed=0, deterministic_time=DET_TIME, **_CERTIFY)
     assert res.best_bound[0] == QK8_FALSE, \
         f"the unsafe parameters no longer reproduce the false bound (got {res.status} {res.best_bound})"
