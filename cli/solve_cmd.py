@@ -200,13 +200,10 @@ def solve_command(
     from mapsolve.solver import SolverError, VerificationError, solve as run_solver  # ortools loads slowly
     from mapsolve.solver.cache import SegmentCache
     from mapsolve.solver.search import Control
-    if cache is not None:
-        try:
-            segment_cache = SegmentCache(cache)
-        except OSError as exc:
-            fail(f"--cache {cache}: cannot use this folder: {exc}")
-    else:
-        segment_cache = None
+    try:   # in memory without --cache: variants and segments equal but for names still share proofs
+        segment_cache = SegmentCache(cache)
+    except OSError as exc:
+        fail(f"--cache {cache}: cannot use this folder: {exc}")
 
     from .tracing import SearchOutputs
 
@@ -294,7 +291,7 @@ def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outp
     hits = sum(1 for s in res.segments if s.source == "cache")
     if hits:
         typer.echo(f"cache    {hits} of {len(res.segments)} segment results reused from {cache.folder or 'memory'}")
-    if cache is not None and getattr(cache, "error", None):
+    if cache.error:
         typer.echo(f"warning  {cache.error}")
     total = res.construct_seconds + res.build_seconds + res.solve_seconds + res.certify_seconds
     typer.echo(f"time     {total:.2f} s (constructive mapping {res.construct_seconds:.2f} s, model building "

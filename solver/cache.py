@@ -144,6 +144,7 @@ class SegmentCache:
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
         self.memory: dict[str, dict] = {}
+        self.error: Optional[str] = None   # why the folder stopped being written, if it did
         self.hits = 0
         self.stores = 0
 

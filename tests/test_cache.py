@@ -85,3 +85,11 @@ def test_segments_equal_but_for_names_share_a_proof():
     hits = {s.names for s in res.segments if s.source == "cache"}
     assert {("KP",), ("VP",)} <= hits, hits
     assert res.status == "OPTIMAL" and evaluate(inst, res.mapping).energy_fj == res.energy_fj
+
+
+def test_cli_reports_in_memory_reuse():
+    """Regression: without --cache, the summary's cache line crashed (no folder) when tiny_block reused a proof."""
+    r = subprocess.run([sys.executable, "-m", "mapsolve.cli.main", str(ROOT / "instances" / "tiny_block.json"),
+                        "--deterministic-time", str(DET)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "reused from memory" in r.stdout
