@@ -26,41 +26,37 @@ def _least_bits(wl, t: str) -> int:
     return min(wl.bits(t), wl.accumulator_bits(t))
 
 
-def dram_words(inst: Instance, names, fused: bool) -> tuple[int, int]:
-    """(read bits, write bits) every mapping of these Einsums moves at DRAM (one instance), which backs every tensor
-    but a fused group's intermediates: each element of an input read at least once, each element of an output
-    written once (at its narrowest width)."""
+def _dram_tensors(inst: Instance, names, fused: bool):
+    """(tensor, elements, produced here) for every tensor of these Einsums that DRAM backs: all but a fused
+    group's intermediates."""
     wl, members = inst.workload, set(names)
     inter = group_intermediates(wl, names) if fused else frozenset()
     einsums = [e for e in wl.einsums if e.name in members]
     produced = {e.output.tensor for e in einsums}
     tensors = {t: ranks for e in einsums for t, ranks in e.tensors.items() if t not in inter}
-    size = {t: prod(wl.ranks[r] for r in ranks) for t, ranks in tensors.items()}
-    reads = sum(v * wl.bits(t) for t, v in size.items() if t not in produced)
-    writes = sum(v * _least_bits(wl, t) for t, v in size.items() if t in produced)
+    return [(t, prod(wl.ranks[r] for r in ranks), t in produced) for t, ranks in tensors.items()]
+
+
+def dram_words(inst: Instance, names, fused: bool) -> tuple[int, int]:
+    """(read bits, write bits) every mapping of these Einsums moves at DRAM (one instance), which backs every tensor
+    but a fused group's intermediates: each element of an input read at least once, each element of an output
+    written once (at its narrowest width)."""
+    wl = inst.workload
+    tensors = _dram_tensors(inst, names, fused)
+    reads = sum(size * wl.bits(t) for t, size, out in tensors if not out)
+    writes = sum(size * _least_bits(wl, t) for t, size, out in tensors if out)
     return reads, writes
 
 
 def dram_energy(inst: Instance, names, fused: bool, unit: int = 1) -> int:
     """Energy (in `unit` fJ, per-element energies rounded down as the search prices them) of the DRAM accesses
-    every mapping of these Einsums makes: each element of an input read once at its width, each element of an
-    output written once at its narrowest (`dram_words`' counts; an element's access energy never falls as its
-    width grows, model/units.py `element_fj`)."""
+    every mapping of these Einsums makes: `dram_words`' reads and writes, each priced at its width (an element's
+    access energy never falls as its width grows, model/units.py `element_fj`)."""
     from .segment import to_unit
-    wl, members = inst.workload, set(names)
-    dram = inst.architecture.levels[0]
-    inter = group_intermediates(wl, names) if fused else frozenset()
-    einsums = [e for e in wl.einsums if e.name in members]
-    produced = {e.output.tensor for e in einsums}
-    tensors = {t: ranks for e in einsums for t, ranks in e.tensors.items() if t not in inter}
-    total = 0
-    for t, ranks in tensors.items():
-        size = prod(wl.ranks[r] for r in ranks)
-        if t in produced:
-            total += size * to_unit(element_fj(dram, "w", _least_bits(wl, t), wl.word_bits), unit)
-        else:
-            total += size * to_unit(element_fj(dram, "r", wl.bits(t), wl.word_bits), unit)
-    return total
+    wl, dram = inst.workload, inst.architecture.levels[0]
+    return sum(size * to_unit(element_fj(dram, "w", _least_bits(wl, t), wl.word_bits) if out else
+                              element_fj(dram, "r", wl.bits(t), wl.word_bits), unit)
+               for t, size, out in _dram_tensors(inst, names, fused))
 
 
 def fewest_words(inst: Instance, names, fusion: int | None) -> dict[int, tuple[int, int]]:

@@ -151,10 +151,14 @@ class SegmentCache:
     def _path(self, key: str) -> Path:
         return self.folder / f"{key[:2]}" / f"{key}.json"
 
-    def get(self, inst: Instance, plan, components, unit: int, cutoff: Optional[int]) -> Optional[SegmentResult]:
-        """The stored proof for this segment (or one equal to it but for names), if it answers the question asked
-        with `cutoff`; its mapping in this segment's names."""
-        key, nm = _segment_doc(inst, plan, components, unit)
+    def entry(self, inst: Instance, plan, components, unit: int) -> tuple[str, Names]:
+        """(key, names) of a segment: computed once per segment solve, for `get` and `put`."""
+        return _segment_doc(inst, plan, components, unit)
+
+    def get(self, entry: tuple[str, Names], cutoff: Optional[int]) -> Optional[SegmentResult]:
+        """The stored proof for this segment `entry` (or one equal to it but for names), if it answers the question
+        asked with `cutoff`; its mapping in this segment's names."""
+        key, nm = entry
         doc = self.memory.get(key)
         if doc is None and self.folder is not None:
             try:
@@ -164,7 +168,7 @@ class SegmentCache:
         if doc is None or "status" not in doc:
             return None
         try:
-            r = _from_json(doc, nm.inverse(), tuple(plan[0]))
+            r = _from_json(doc, nm.inverse(), tuple(nm.einsum))
         except (KeyError, TypeError, ValueError):   # damaged or foreign: solve again
             return None
         if r.status == "PRUNED" and (cutoff is None or cutoff >= r.bound[0]):
@@ -172,10 +176,10 @@ class SegmentCache:
         self.hits += 1
         return r
 
-    def put(self, inst: Instance, plan, components, unit: int, r: SegmentResult) -> None:
+    def put(self, entry: tuple[str, Names], r: SegmentResult) -> None:
         if r.status not in PROVEN or (r.status == "PRUNED" and r.bound[0] <= 0):
             return
-        key, nm = _segment_doc(inst, plan, components, unit)
+        key, nm = entry
         self._store(key, _to_json(r, nm))
 
     def mapping(self, key: str, build):

@@ -15,20 +15,16 @@ from typing import Optional
 from mapsolve.model import MappingError, evaluate
 from mapsolve.model.spec import Instance, Mapping
 
-from .construct import constructive_mapping
-from .paths import _floor, energy_in_units
+from .paths import _floor, energy_in_units, priced
 from .results import SegmentResult, VerificationError
-from .segment import to_unit
 
 SOURCE = "constructive"
 
 
 def seed_results(inst: Instance, plans: list, components: list[str], unit: int,
-                 mapping: Optional[Mapping] = None) -> dict[int, SegmentResult]:
-    """plan index -> FEASIBLE SegmentResult holding the constructive mapping's piece for that plan (its bound is
-    the segment's floor), for every piece of the constructive mapping; {} when there is none."""
-    if mapping is None:
-        mapping = constructive_mapping(inst, components[0])
+                 mapping: Optional[Mapping]) -> dict[int, SegmentResult]:
+    """plan index -> FEASIBLE SegmentResult holding the constructive `mapping`'s piece for that plan (its bound is
+    the segment's floor), for every piece of it; {} when there is no constructive mapping."""
     if mapping is None:
         return {}
     try:
@@ -42,7 +38,7 @@ def seed_results(inst: Instance, plans: list, components: list[str], unit: int,
     pieces = []   # (plan key, energy in units, latency, (maps, group))
     for g in ev.groups:   # groups run in sequence: each one's cost is its own
         members = [by_name[n] for n in g.einsums]
-        energy = sum(n * to_unit(e, unit) for n, e in g.energy_events)
+        energy = priced(g.energy_events, unit)
         group = explicit.get(tuple(g.einsums))
         if group is None or len(g.einsums) == 1:
             pieces.append(((tuple(g.einsums), None, ()), energy, g.latency_cycles, (members, group)))

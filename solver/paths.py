@@ -106,11 +106,15 @@ def _merge(old: SegmentResult, new: SegmentResult) -> SegmentResult:
                          presolve=new.presolve or old.presolve, source=keep.source)
 
 
+def priced(events, unit: int) -> int:
+    """(count, fJ each) events priced in `unit` fJ, each per-event energy rounded as the search rounds it."""
+    return sum(n * to_unit(e, unit) for n, e in events)
+
+
 def energy_in_units(inst: Instance, evaluation: Result, unit: int) -> tuple[int, int]:
     """The evaluator's counts priced with per-access and per-op energies rounded to `unit` fJ, and the exact
     difference from the true energy in fJ. With unit 1 this is the evaluator's energy, difference 0."""
-    total = sum(n * to_unit(e, unit) for n, e in evaluation.access_energies)   # per element, at its width
-    total += sum(ops * to_unit(op_fj, unit) for ops, op_fj in evaluation.op_energies)
+    total = priced(evaluation.access_energies, unit) + priced(evaluation.op_energies, unit)   # per element
     return total, evaluation.energy_fj - total * unit
 
 

@@ -88,11 +88,11 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     incumbent and bound as they improve); `control.interrupt()` stops the search and returns what was found
     with status INTERRUPTED; `on_model(label, model, size)` sees every model before it is solved.
     """
+    cache = cache if cache is not None else SegmentCache()   # in memory: one run's proofs, shared by variants
     if inst.workload.variants:   # the least of the variants' optima (solver/variants.py)
         from .variants import solve_variants
         return solve_variants(solve, inst, objective, time_limit, deterministic_time, control, events, progress,
-                              workers=workers, seed=seed, log=log, on_model=on_model, certify=certify,
-                              cache=cache if cache is not None else SegmentCache())
+                              workers=workers, seed=seed, log=log, on_model=on_model, certify=certify, cache=cache)
     opts = inst.solver
     objective = objective or opts.objective
     if time_limit is None:
@@ -105,8 +105,6 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     control = control or Control()
     started = time.perf_counter()
     share = 0.8 if replication_rank(inst, certify) is not None else 1.0
-    if cache is None:
-        cache = SegmentCache()
     # a valid mapping before any search (solver/incumbent.py); a function of the instance alone, so cached too
     built = cache.mapping(instance_key(inst, f"constructive {components[0]}"),
                           lambda: constructive_mapping(inst, components[0]))
@@ -115,7 +113,7 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
         events({"type": "constructive", "wall": round(construct_seconds, 6), "found": built is not None,
                 "seconds": round(construct_seconds, 6)})
     if progress:
-        progress(f"constructive mapping in {time.perf_counter() - started:.2f} s" if built is not None else
+        progress(f"constructive mapping in {construct_seconds:.2f} s" if built is not None else
                  "no constructive mapping: the search starts from nothing")
     unit = 1
     while True:
@@ -159,6 +157,10 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     return certified(inst, res, certs)
 
 
+def _fusion_name(inst: Instance, plan) -> Optional[str]:
+    return inst.architecture.levels[plan[1]].name if plan[1] is not None else None
+
+
 def _total(values) -> Optional[int]:
     """Sum over a path's segments; None when the component was not modelled (not an objective)."""
     values = list(values)
@@ -195,10 +197,9 @@ class Budget:
 
 def _search(inst: Instance, objective: str, components: list[str], budget: Budget, workers: int, seed: int,
             progress, log, events, control: Control, on_model, unit: int,
-            first_mapping: Optional[Mapping] = None, cache: Optional[SegmentCache] = None) -> SolveResult:
+            first_mapping: Optional[Mapping], cache: SegmentCache) -> SolveResult:
     """One search with energy in units of `unit` fJ (see `solve`), starting from the constructive mapping
     `first_mapping` cut into segments (solver/incumbent.py)."""
-    cache = cache if cache is not None else SegmentCache()
     names = [e.name for e in inst.workload.einsums]
     index = {nm: i for i, nm in enumerate(names)}
     plans = sorted(segment_plans(inst), key=lambda p: (len(p[0]) > 1, index[p[0][-1]], -index[p[0][0]]))
@@ -253,7 +254,8 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
         if i in best and j in best:
             gap = best[j][0] - best[i][0]
             cutoff = gap - 1 if len(components) == 1 else gap
-        where = f"@{inst.architecture.levels[plan[1]].name}" if plan[1] is not None else ""
+        fname = _fusion_name(inst, plan)
+        where = f"@{fname}" if fname is not None else ""
         seg = "+".join(plan[0]) + where
         label = f"{attempt} {k + 1}/{len(plans)} {seg}"
         if progress:
@@ -276,9 +278,9 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
                 on_model(f"{k + 1:03d}-{attempt}-{seg}", model, size)
         seconds, det_seconds = budget.limits(share)
         floor = floor_of(k)
-        r = cache.get(inst, plan, components, unit, cutoff)
+        entry = cache.entry(inst, plan, components, unit)
+        r = cache.get(entry, cutoff)
         if r is None and cutoff is not None and floor > cutoff:   # dominated before it is built: costs nothing
-            fname = inst.architecture.levels[plan[1]].name if plan[1] is not None else None
             r = SegmentResult(plan[0], fname, "PRUNED", None, (floor,), why="its floor is above the cut-off",
                               source="floor")
         elif r is None:
@@ -287,7 +289,7 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
                               on_bound=on_bound if events else None, control=control, on_model=model_seen,
                               energy_unit=unit, det_seconds=det_seconds)
             if not control.interrupted:
-                cache.put(inst, plan, components, unit, r)
+                cache.put(entry, r)
         else:
             emit({"type": "segment_start", "segment": seg, "attempt": attempt, "cutoff": cutoff, "cached": True})
             if progress:
@@ -344,9 +346,7 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
             run(k, left * weight[k] / sum(weight[q] for q in todo[n_done:]), "retry")
     for k, plan in enumerate(plans):  # never reached (interrupted, out of time): no solution, the floor as bound
         if results[k] is None:
-            fname = inst.architecture.levels[plan[1]].name if plan[1] is not None else None
-            results[k] = SegmentResult(plan[0], fname, "UNKNOWN", None,
-                                       (floor_of(k),))
+            results[k] = SegmentResult(plan[0], _fusion_name(inst, plan), "UNKNOWN", None, (floor_of(k),))
     elapsed = time.perf_counter() - t0
     build = sum(r.build_seconds for r in results)
     res = combine(inst, names, results, components, objective, build, elapsed - build, unit)
