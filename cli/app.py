@@ -28,9 +28,27 @@ def load_instance_or_fail(path, time_limit: float | None = None):
         inst = load_instance(path)
     except InputError as exc:
         fail(str(exc))
-    if time_limit is not None and time_limit <= 0:
-        fail("--time-limit must be positive")
+    check_run_options(time_limit=time_limit)
     return inst
+
+
+OBJECTIVE_NAMES = ("energy", "latency", "energy,latency", "latency,energy", "edp")
+
+
+def check_run_options(time_limit: float | None = None, deterministic_time: float | None = None,
+                      seed: int | None = None, workers: int | None = None, objective: str | None = None) -> None:
+    """Exit 2 naming the flag when a search option is out of range (before anything slow starts): NaN or infinite
+    seconds would never stop a search, a seed beyond 2^31 - 1 is refused by CP-SAT deep inside it."""
+    import math
+    for flag, value in (("--time-limit", time_limit), ("--deterministic-time", deterministic_time)):
+        if value is not None and not (math.isfinite(value) and 0 < value <= 10**7):
+            fail(f"{flag} must be a positive number of seconds (at most 10^7), not {value}")
+    if seed is not None and not 0 <= seed <= 2**31 - 1:
+        fail(f"--seed must be between 0 and 2^31 - 1 (CP-SAT's random seed is a 32-bit integer), not {seed}")
+    if workers is not None and not 1 <= workers <= 64:
+        fail(f"--workers must be between 1 and 64, not {workers}")
+    if objective is not None and objective not in OBJECTIVE_NAMES:
+        fail(f"--objective must be one of {', '.join(OBJECTIVE_NAMES[:-1])} (edp is refused), not {objective!r}")
 
 
 def with_nesting(inst, nesting: str | None):
@@ -40,3 +58,38 @@ def with_nesting(inst, nesting: str | None):
     if nesting not in ("tree", "flat"):
         fail(f"--nesting must be tree or flat, not {nesting!r}")
     return inst.model_copy(update={"solver": inst.solver.model_copy(update={"nesting": nesting})})
+
+
+def check_output_path(flag: str, path, prefix: bool = False) -> None:
+    """Exit 2 naming `flag` when `path` cannot be written, before any search starts (so a long search never ends
+    with its result lost). `prefix`: the path is a file-name prefix (--export-model writes PATH.NNN-….pb.txt).
+    A probe file of a few bytes is written and removed in the folder, which also catches a full disk."""
+    import os
+    from pathlib import Path
+    if path is None:
+        return
+    p = Path(path)
+    if p.exists() and not p.is_file() and not p.is_dir():   # /dev/null, a FIFO: written in place, never replaced
+        if not os.access(p, os.W_OK):
+            fail(f"{flag} {p}: not writable")
+        return
+    if not prefix and p.is_dir():
+        fail(f"{flag} {p}: is a folder; give a file name")
+    folder = p.parent
+    if not folder.is_dir():
+        fail(f"{flag} {p}: folder {folder} does not exist")
+    if p.is_file() and not os.access(p, os.W_OK):
+        fail(f"{flag} {p}: the file is read-only")
+    probe = folder / f".mapsolve-probe-{os.getpid()}"
+    try:
+        with open(probe, "w") as fh:
+            fh.write("probe\n" * 64)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        fail(f"{flag} {p}: cannot write in {folder}: {exc.strerror or exc}")
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass

@@ -28,10 +28,13 @@ def evaluate(instance: Path = typer.Argument(..., help="Instance JSON file."),
     try:
         inst = load_instance(instance)
         mp = load_mapping(mapping)
+    except InputError as exc:
+        fail(str(exc))
+    try:
         result = analyze(inst, mp)
         check_capacity(inst, result)
-    except (InputError, MappingError) as exc:
-        fail(str(exc))
+    except MappingError as exc:   # the mapping breaks a rule: name its file
+        fail(f"{mapping}: {exc}")
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=1))
     else:

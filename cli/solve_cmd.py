@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .app import (with_nesting, EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SOLUTION, app, fail,
+from .app import (check_output_path, check_run_options, with_nesting, EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SOLUTION, app, fail,
                   load_instance_or_fail)
 from .report import print_result
 
@@ -96,6 +96,10 @@ checkpoint.counts = {}
 def write_atomically(path: Path, text: str) -> None:
     """Write `text` to `path` whole or not at all (a temporary file renamed over it): an interrupt or a full disk
     never leaves a truncated file behind."""
+    if path.exists() and not path.is_file():   # /dev/stdout, a FIFO: write in place (never rename over it)
+        with open(path, "w") as fh:
+            fh.write(text)
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(text)
@@ -189,12 +193,12 @@ def solve_command(
 ) -> None:
     """Find a mapping of minimal energy or latency and prove it optimal."""
     checkpoint("load")   # before the search's handler: Ctrl-C here is KeyboardInterrupt, exit 130 (cli/main.py)
+    check_run_options(time_limit, deterministic_time, seed, workers, objective)
+    for flag, path in (("--json", json_out), ("--trace", trace), ("--solver-log", solver_log)):
+        check_output_path(flag, path)
+    check_output_path("--export-model", export_model, prefix=True)
     inst = load_instance_or_fail(instance, time_limit)
     inst = with_nesting(inst, nesting)
-    if workers is not None and workers < 1:
-        fail("--workers must be at least 1")
-    if deterministic_time is not None and not (0 < deterministic_time < 1e9):
-        fail("--deterministic-time must be a positive number of seconds")
     if certify not in ("auto", "full", "cheap"):
         fail(f"--certify must be auto, full or cheap, not {certify!r}")
     from mapsolve.solver import SolverError, VerificationError, solve as run_solver  # ortools loads slowly
@@ -211,13 +215,12 @@ def solve_command(
     control = Control()
     restore = _on_ctrl_c(control.interrupt)
     try:
-        try:
-            outputs = SearchOutputs(instance, inst, trace, solver_log, export_model,
-                                    {"objective": objective or inst.solver.objective, "time_limit": time_limit,
-                                     "deterministic_time": deterministic_time, "certify": certify,
-                                     "workers": workers, "seed": seed})
-        except OSError as exc:
-            fail(f"cannot write output: {exc}")
+        outputs = SearchOutputs(instance, inst, trace, solver_log, export_model,
+                                {"objective": objective or inst.solver.objective, "time_limit": time_limit,
+                                 "deterministic_time": deterministic_time, "certify": certify,
+                                 "workers": workers, "seed": seed})
+        if outputs.failures:   # nothing searched yet, so nothing is lost
+            fail(outputs.failure_line())
         _solve_and_report(inst, objective, time_limit, workers, seed, progress, outputs, control, deterministic_time,
                           certify, json_out, quiet, run_solver, SolverError, VerificationError, segment_cache)
         checkpoint("done")
@@ -253,26 +256,48 @@ def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outp
     outputs.close(res)
     if json_out is not None:
         checkpoint("write_json")
+        doc = json.dumps(result_json(res, inst), indent=1) + "\n"
         try:
-            write_atomically(json_out, json.dumps(result_json(res, inst), indent=1) + "\n")
-        except OSError as exc:
-            fail(f"--json {json_out}: cannot write: {exc}")
+            write_atomically(json_out, doc)
+        except OSError as exc:   # print it instead of losing it; the error line comes after the report
+            typer.echo(doc, nl=False)
+            outputs.failures["--json"] = f"{json_out}: cannot write: {exc.strerror or exc} (the JSON result is " \
+                                         f"printed above instead)"
     checkpoint("report")
+    lost = outputs.failure_line()
+    also = f"; also {lost}" if lost else ""
     if res.status == "INTERRUPTED" or control.interrupted:
         if not quiet and res.mapping is not None:
             print_result(inst, res.mapping, res.evaluation)
-        fail(f"interrupted: {res.status}, best {res.objective_name} {res.objective}, bound {res.best_bound}, gap "
+        fail(f"interrupted: {res.status}, best {_values(res.objective_name, res.objective, res.energy_unit_fj)}, "
+             f"bound {_values(res.objective_name, res.best_bound, res.energy_unit_fj)}, gap "
              f"{'-' if res.gap is None else f'{100 * res.gap:.3g}%'}"
-             f"{f'; result written to {json_out}' if json_out else ''}", EXIT_INTERRUPTED)
+             f"{f'; result written to {json_out}' if json_out and '--json' not in outputs.failures else ''}{also}",
+             EXIT_INTERRUPTED)
     if res.status == "INFEASIBLE":
-        fail(f"infeasible: {res.diagnosis}", EXIT_INFEASIBLE)
+        fail(f"infeasible: {res.diagnosis}{also}", EXIT_INFEASIBLE)
     if res.mapping is None:
-        fail(f"no mapping found within the time limit ({res.diagnosis}); best bound {res.best_bound}",
-             EXIT_NO_SOLUTION)
-    if quiet:
-        return
+        why = res.diagnosis if res.diagnosis and "no mapping found" not in res.diagnosis else ""
+        fail(f"no mapping found within the time limit{f' ({why})' if why else ''}; best bound "
+             f"{_values(res.objective_name, res.best_bound, res.energy_unit_fj)}{also}", EXIT_NO_SOLUTION)
+    if not quiet:
+        _print_summary(inst, res, cache)
+    if lost:   # the result is complete above; an output the user asked for is not
+        fail(lost)
+
+
+def _values(names: str, values, energy_unit: int = 1) -> str:
+    """`energy 22,361,408 fJ, latency 128 cycles` for an objective's values (or `-` when there are none)."""
+    if not values:
+        return "-"
+    units = {"energy": "fJ" if energy_unit == 1 else f"x {energy_unit} fJ", "latency": "cycles"}
+    return ", ".join(f"{n} {v:,} {units.get(n, '')}".rstrip() for n, v in zip(names.split(","), values))
+
+
+def _print_summary(inst, res, cache) -> None:
     gap = f", gap {100 * res.gap:.3g}%" if res.gap else ""
-    typer.echo(f"status   {res.status} ({res.objective_name}: {res.objective}, bound {res.best_bound}{gap})")
+    typer.echo(f"status   {res.status} ({_values(res.objective_name, res.objective, res.energy_unit_fj)}; bound "
+               f"{_values(res.objective_name, res.best_bound, res.energy_unit_fj)}{gap})")
     if res.energy_unit_fj > 1:
         typer.echo(f"note     exact fJ would overflow CP-SAT's 64-bit integers: energy was optimised in units of "
                    f"{res.energy_unit_fj} fJ, every per-access and per-op energy rounded down, so the bound times "

@@ -1,6 +1,7 @@
 """The side outputs of a search: trace records, CP-SAT's log, exported models. All flushed as they happen."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import IO, Optional
@@ -14,36 +15,80 @@ class SearchOutputs:
     def __init__(self, instance_path: Path, inst, trace: Optional[Path], solver_log: Optional[Path],
                  export_model: Optional[Path], options: dict):
         self.t0 = time.perf_counter()
-        self.trace = TraceWriter(trace) if trace else None
-        self.log_fh: Optional[IO[str]] = open(solver_log, "w") if solver_log else None
+        self.paths = {"--trace": trace, "--solver-log": solver_log, "--export-model": export_model}
+        #: flag -> why that output stopped (a full disk mid-search): the search goes on, the result is still
+        #: printed, and the CLI names the flag once everything else is written
+        self.failures: dict[str, str] = {}
+        self.records = 0
+        self.trace_bytes = 0   # the trace file's size after its last whole record
+        self.trace = self.log_fh = None
         self.export = export_model
-        if export_model is not None and not Path(export_model).parent.is_dir():
-            raise OSError(f"--export-model: folder {Path(export_model).parent} does not exist")
         self.exported: list[str] = []
         self.sizes = {"variables": 0, "constraints": 0, "booleans": 0, "models": 0}
+        self._guard("--trace", lambda: setattr(self, "trace", TraceWriter(trace) if trace else None))
+        self._guard("--solver-log", lambda: setattr(self, "log_fh", open(solver_log, "w") if solver_log else None))
         if self.trace:
             from mapsolve.solver.search import segment_plans
             from mapsolve.model.variants import alternatives
             # counted, not built: building every model up front cost more than many searches (fusemax_bert_4k:
             # 15 s for 112 models), outside any time limit; the final record totals the models actually built
             plans = sum(len(segment_plans(alt)) for _, alt in alternatives(inst))
-            self.trace.write({"type": "header", "wall": 0.0, "instance": inst.name,
-                              "instance_hash": file_hash(instance_path), "options": options,
-                              "versions": versions(), "einsums": len(inst.workload.einsums),
-                              "model_size": {"models": plans}})
+            self._write_trace({"type": "header", "wall": 0.0, "instance": inst.name,
+                               "instance_hash": file_hash(instance_path), "options": options,
+                               "versions": versions(), "einsums": len(inst.workload.einsums),
+                               "model_size": {"models": plans}})
+
+    def _guard(self, flag: str, write) -> bool:
+        """Run `write`; on an OSError remember it for `flag` and stop that output (True when it worked)."""
+        if flag in self.failures:
+            return False
+        try:
+            write()
+            return True
+        except OSError as exc:
+            self.failures[flag] = f"{self.paths[flag]}: cannot write: {exc.strerror or exc}"
+            self._drop(flag)
+            return False
+
+    def _drop(self, flag: str) -> None:
+        """Stop writing the output of `flag` (its file keeps what was flushed before the error)."""
+        fh = self.trace.fh if flag == "--trace" and self.trace else self.log_fh if flag == "--solver-log" else None
+        if flag == "--trace":
+            path, self.trace = self.trace.path if self.trace else None, None
+            try:   # cut a record the full disk left half written: the trace stays valid JSON Lines / CSV
+                if fh is not None:
+                    fh.close()
+            except OSError:
+                pass
+            fh = None
+            try:
+                if path is not None:
+                    os.truncate(path, self.trace_bytes)
+            except OSError:
+                pass
+        elif flag == "--solver-log":
+            self.log_fh = None
+        try:
+            if fh is not None:
+                fh.close()
+        except OSError:
+            pass
+
+    def _write_trace(self, record: dict) -> None:
+        if self.trace and self._guard("--trace", lambda: self.trace.write(record)):
+            self.records += 1
+            self.trace_bytes = self.trace.fh.tell()
 
     def event(self, record: dict) -> None:
         if record.get("type") == "segment_start":
             for k in ("variables", "constraints", "booleans"):
                 self.sizes[k] += record.get(k, 0)
             self.sizes["models"] += 1
-        if self.trace:
-            self.trace.write(record)
+        self._write_trace(record)
 
     def log(self, line: str) -> None:
         if self.log_fh:
-            self.log_fh.write(line + "\n")
-            self.log_fh.flush()
+            self._guard("--solver-log", lambda: (self.log_fh.write(line + "\n"), self.log_fh.flush()))
 
     def model(self, label: str, model, size: dict) -> None:
         if self.log_fh:
@@ -51,8 +96,13 @@ class SearchOutputs:
         if self.export:
             safe = "".join(c if c.isalnum() or c in "+-@_" else "_" for c in label)
             path = f"{self.export}.{safe}.pb.txt"
-            if model.export_to_file(path):
+            if "--export-model" in self.failures:
+                return
+            if model.export_to_file(path) and Path(path).is_file() and Path(path).stat().st_size > 0:
                 self.exported.append(path)
+            else:   # CP-SAT says only False (or leaves an empty file on a full disk)
+                Path(path).unlink(missing_ok=True)
+                self.failures["--export-model"] = f"{path}: CP-SAT could not write the model (disk full?)"
 
     def close(self, res, extra: Optional[dict] = None) -> None:
         if self.trace:
@@ -77,7 +127,14 @@ class SearchOutputs:
             else:
                 final["status"] = "ERROR"
             final.update(extra or {})
-            self.trace.write(final)
-            self.trace.close()
+            self._write_trace(final)
+            self._guard("--trace", lambda: self.trace.close() if self.trace else None)
         if self.log_fh:
-            self.log_fh.close()
+            self._guard("--solver-log", self.log_fh.close)
+
+    def failure_line(self) -> Optional[str]:
+        """One line naming every output that stopped, or None."""
+        if not self.failures:
+            return None
+        return "; ".join(f"{flag} {why}" + (f" (the trace stops after {self.records} whole records)"
+                                             if flag == "--trace" else "") for flag, why in self.failures.items())

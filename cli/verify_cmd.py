@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from .app import (with_nesting, EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_MISMATCH, EXIT_NO_SOLUTION, app, fail,
+from .app import (check_run_options, with_nesting, EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_MISMATCH, EXIT_NO_SOLUTION, app, fail,
                   load_instance_or_fail)
 
 DEFAULT_MAX = 50_000_000
@@ -75,6 +75,7 @@ def enumerate_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Exhaustive optimum over the solver's mapspace (small instances only)."""
+    check_run_options(objective=objective)
     inst = load_instance_or_fail(instance)
     if max_candidates < 1:
         fail("--max-candidates must be at least 1")
@@ -112,10 +113,9 @@ def verify_command(
                                           "group (default: the instance's solver.nesting)."),
 ) -> None:
     """Prove the solver right on a small instance: CP-SAT optimum == exhaustive enumeration (exit 0), else exit 1."""
+    check_run_options(time_limit, deterministic_time, objective=objective)
     inst = load_instance_or_fail(instance, time_limit)
     inst = with_nesting(inst, nesting)
-    if deterministic_time is not None and not (0 < deterministic_time < 1e9):
-        fail("--deterministic-time must be a positive number of seconds")
     from mapsolve.solver import SolverError, VerificationError, solve
     from mapsolve.solver.enumerate import MapspaceTooLarge, estimate
     from .tracing import SearchOutputs

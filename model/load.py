@@ -28,7 +28,8 @@ def _where(loc: tuple) -> str:
         elif "[" in str(p) or "function-" in str(p):
             continue  # pydantic's internal union/validator tags
         else:
-            parts.append(("." if parts else "") + str(p))
+            name = str(p) if len(str(p)) <= 40 else f"{str(p)[:40]}...({len(str(p))} characters)"
+            parts.append(("." if parts else "") + name)
     return "".join(parts) or "(top level)"
 
 
@@ -43,23 +44,50 @@ def one_line(err: ValidationError) -> str:
 
 def parse(model: type[M], text: str, source: str) -> M:
     try:
-        data = json.loads(text, parse_float=str, parse_int=_bounded_int)
+        too_big: list = []
+        data = json.loads(text, parse_float=str, parse_int=lambda t: _bounded_int(t, too_big))
     except json.JSONDecodeError as exc:
         raise InputError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except OverflowError as exc:
-        raise InputError(f"{source}: {exc}") from None
     except RecursionError:
         raise InputError(f"{source}: JSON nested too deeply") from None
+    big = _find_too_big(data, ()) if too_big else None
+    if big is not None:
+        where, number = big
+        raise InputError(f"{source}: {_where(where)}: number {number.text[:20]}... ({len(number.text)} digits) "
+                         f"is too big")
     try:
         return model.model_validate(data)
     except ValidationError as err:
         raise InputError(f"{source}: {one_line(err)}") from None
 
 
-def _bounded_int(text: str) -> int:
+class _TooBig:
+    """A JSON integer of more than 30 digits, kept as text so the error can name its field (no spec number comes
+    near it, and Python refuses to parse integers of more than 4,300 digits)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _bounded_int(text: str, too_big: list):
     if len(text.lstrip("-")) > 30:
-        raise OverflowError(f"number {text[:20]}... is too big")
+        too_big.append(_TooBig(text))
+        return too_big[-1]
     return int(text)
+
+
+def _find_too_big(data, where: tuple):
+    """(JSON path, number) of the first over-long integer in `data`, or None."""
+    stack = [(data, where)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, _TooBig):
+            return at, item
+        if isinstance(item, dict):
+            stack.extend((v, (*at, k)) for k, v in reversed(list(item.items())))
+        elif isinstance(item, list):
+            stack.extend((v, (*at, i)) for i, v in reversed(list(enumerate(item))))
+    return None
 
 
 def _read(path: str | Path) -> str:

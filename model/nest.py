@@ -295,8 +295,16 @@ def build_nests(inst: Instance, mapping: Mapping) -> list[Nest]:
         if name not in seen:
             raise MappingError(f"mapping.einsums: einsum {name} has no mapping")
     groups = _groups(inst, mapping)
+    arch = inst.architecture
+    units = {u.name for u in arch.compute_units}
     for gi, g in enumerate(mapping.groups):
         _tree_order(inst, g, f"groups[{gi}]")
+        for n in g.einsums:
+            unit = seen[n].compute_unit
+            if unit in units and groups[n].fusion_level not in arch.path(unit):
+                raise MappingError(f"groups[{gi}]: the fusion level {g.fusion_level} is not on the path of einsum "
+                                   f"{n} (unit {unit} uses "
+                                   f"{', '.join(arch.levels[i].name for i in arch.path(unit))})")
     shared_by_group = {tuple(g.einsums): g.shared_loops for g in mapping.groups}
     nests = [_build_one(inst, seen[e.name], e, groups[e.name], shared_by_group.get(groups[e.name].einsums, []))
              for e in wl.einsums]

@@ -6,11 +6,13 @@ femtojoules), bandwidths and throughputs are fractions ("425/1", 0.5 or 2).
 """
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
 from fractions import Fraction
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints,
+                      field_validator, model_validator)
 
 #: Operations an Einsum can perform; for reductions the op also says how contributions combine.
 Op = Literal["mac", "add", "mul", "max", "exp", "sub", "div", "copy"]
@@ -18,6 +20,50 @@ Op = Literal["mac", "add", "mul", "max", "exp", "sub", "div", "copy"]
 MAX_BOUND = 2**40  # one rank; larger is surely a typo and would overflow the solver's integer tables
 MAX_CAPACITY_WORDS = 2**50
 MAX_ENERGY_PJ = Decimal(10**9)
+MAX_NAME = 200          # characters of a name; longer is surely not a name (and would flood messages)
+MAX_RATE_TERM = 2**40   # numerator and denominator of a bandwidth or throughput
+
+
+def _not_bool(value):
+    """JSON's true/false are not numbers here (pydantic would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError("a number is expected, not true or false")
+    return value
+
+
+def _bounded_rate(value: Fraction) -> Fraction:
+    """A rate's exact fraction must stay small enough for exact ceilings in 64-bit integers."""
+    if value.numerator > MAX_RATE_TERM or value.denominator > MAX_RATE_TERM:
+        raise ValueError(f"{_short(str(value))} has a numerator or denominator above 2^40 (use a rate between "
+                         f"1/2^40 and 2^40 with terms of at most 2^40, e.g. 1000000007/999999937)")
+    return value
+
+
+def _unique(items: list) -> list:
+    seen: set = set()
+    for t in items:
+        if t in seen:
+            raise ValueError(f"{t} is listed twice")
+        seen.add(t)
+    return items
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+#: An integer field: JSON true/false are refused.
+Int = Annotated[int, BeforeValidator(_not_bool)]
+#: A real number field (seconds): true/false refused.
+Float = Annotated[float, BeforeValidator(_not_bool)]
+#: An exact rate such as a bandwidth: "1/2", 0.5 or 2; true/false refused, terms at most 2^40.
+Rate = Annotated[Fraction, BeforeValidator(_not_bool), AfterValidator(_bounded_rate)]
+#: A yes/no field: only JSON true or false (not 1, 0 or "yes").
+Flag = Annotated[bool, Strict()]
+#: A name of a tensor, rank, Einsum, level, unit or variant: non-empty, at most 200 characters.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
+#: A list of names that is a set: no name twice.
+Names = Annotated[list[Name], AfterValidator(_unique)]
 
 
 class Strict(BaseModel):
@@ -35,8 +81,8 @@ Picojoules = Field(ge=0, le=MAX_ENERGY_PJ, decimal_places=3)
 class TensorRef(Strict):
     """A tensor as one Einsum sees it."""
 
-    tensor: str = Field(min_length=1, description="Tensor name; the same name in two Einsums is the same data.")
-    ranks: list[str] = Field(description="Ranks indexing the tensor's dimensions, in order (each a workload "
+    tensor: Name = Field(description="Tensor name; the same name in two Einsums is the same data.")
+    ranks: list[Name] = Field(description="Ranks indexing the tensor's dimensions, in order (each a workload "
                              "rank, no repeats). An empty list is a scalar. Dimensions are positional: another "
                              "Einsum may name them with other ranks of equal bounds (a view), e.g. K[H,E,P] "
                              "written over P and read by QK as K[H,E,M].")
@@ -61,13 +107,13 @@ class TensorRef(Strict):
 class Einsum(Strict):
     """One step of the cascade: output[out ranks] = op over the ranks only inputs carry (reduced ranks)."""
 
-    name: str = Field(min_length=1, description="Unique Einsum name.")
+    name: Name = Field(description="Unique Einsum name.")
     output: TensorRef = Field(description="The tensor this Einsum writes.")
     inputs: list[TensorRef] = Field(min_length=1, description="Tensors read; a tensor another Einsum writes "
                                     "earlier in the cascade is an intermediate.")
     op: Op = Field(description="Operation per point of the iteration space. For ranks the output lacks, the op "
                    "is also the reduction (mac/add: sum, max: max); element-wise ops have no reduced ranks.")
-    recurrence: Optional[str] = Field(None, description="A rank the output carries state across (an online "
+    recurrence: Optional[Name] = Field(None, description="A rank the output carries state across (an online "
                                       "reduction, docs/model.md §3): the output lacks it, and each step of it "
                                       "replaces the output (the state) with the step's result, which may read "
                                       "the state before the step (an input of the output tensor itself with "
@@ -96,9 +142,9 @@ class Einsum(Strict):
 class TensorFormat(Strict):
     """How one tensor's elements are stored (docs/model.md §1): e.g. int8 operands with 32-bit partial sums."""
 
-    bits: Optional[int] = Field(None, ge=1, le=1024, description="Width of an element in bits; omit for the "
+    bits: Optional[Int] = Field(None, ge=1, le=1024, description="Width of an element in bits; omit for the "
                                 "workload's word_bits.")
-    accumulator_bits: Optional[int] = Field(None, ge=1, le=1024, description="Width of an output's partial sums: "
+    accumulator_bits: Optional[Int] = Field(None, ge=1, le=1024, description="Width of an output's partial sums: "
                                             "a level that holds partial sums of it stores them at this width; "
                                             "final values narrow to `bits`. Omit for `bits`.")
 
@@ -121,8 +167,8 @@ class Variant(Strict):
     """Another way to compute part of the cascade (e.g. attention's 1-pass online softmax instead of the 3-pass
     stable one): the mapper proves the optimum over every variant and says which won (docs/model.md §3)."""
 
-    name: str = Field(min_length=1, description="Name results give this cascade (unique, not base_variant).")
-    replaces: Optional[list[str]] = Field(None, min_length=1, description="A contiguous run of the workload's "
+    name: Name = Field(description="Name results give this cascade (unique, not base_variant).")
+    replaces: Optional[Names] = Field(None, min_length=1, description="A contiguous run of the workload's "
                                           "Einsums this variant replaces; omit for all of them. The run and the "
                                           "replacement read the same tensors from outside and produce the same "
                                           "tensors for the rest of the cascade (and the final outputs).")
@@ -132,15 +178,15 @@ class Variant(Strict):
 class Workload(Strict):
     """A cascade of Einsums over named ranks with integer bounds."""
 
-    ranks: dict[str, int] = Field(description="Rank name -> bound (a positive integer).")
-    word_bits: int = Field(16, ge=1, le=1024, description="Default width of a tensor element in bits, and of a "
+    ranks: dict[Name, Int] = Field(description="Rank name -> bound (a positive integer).")
+    word_bits: Int = Field(16, ge=1, le=1024, description="Default width of a tensor element in bits, and of a "
                            "level's word (access) unless the level gives access_bits.")
-    tensors: dict[str, TensorFormat] = Field(default_factory=dict, description="Per-tensor widths, where they "
+    tensors: dict[Name, TensorFormat] = Field(default_factory=dict, description="Per-tensor widths, where they "
                                              "differ from word_bits (e.g. 8-bit operands, 32-bit accumulators).")
     einsums: list[Einsum] = Field(min_length=1, description="Einsums in execution order (a topological order).")
     variants: list[Variant] = Field(default_factory=list, description="Alternative cascades for a run of the "
                                     "Einsums (or all of them); the mapper proves the optimum over all of them.")
-    base_variant: str = Field("base", min_length=1, description="The name results give the cascade written in "
+    base_variant: Name = Field("base", description="The name results give the cascade written in "
                               "`einsums` when variants offer others.")
 
     def alternatives(self) -> list[tuple[str, "Workload"]]:
@@ -231,12 +277,15 @@ class Workload(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> "Workload":
         names = [e.name for e in self.einsums]
-        dup = {n for n in names if names.count(n) > 1}
+        dup = {n for n, c in Counter(names).items() if c > 1}
         if dup:
             raise ValueError(f"einsum name repeated: {sorted(dup)[0]}")
         tensor_ranks: dict[str, list[str]] = {}
         produced: set[str] = set()
-        for e in self.einsums:
+        written_at = {}   # tensor -> index of the (first) Einsum writing it: linear, not a scan per Einsum
+        for k, e in enumerate(self.einsums):
+            written_at.setdefault(e.output.tensor, k)
+        for k, e in enumerate(self.einsums):
             refs = [e.output, *e.inputs]
             for ref in refs:
                 for r in ref.ranks:
@@ -260,9 +309,8 @@ class Workload(Strict):
                 raise ValueError(f"einsum {e.name}: output.running: only an input may read a running state")
             if e.output.tensor in produced:
                 raise ValueError(f"einsum {e.name}: tensor {e.output.tensor} is written by two Einsums")
-            later = {x.output.tensor for x in self.einsums[names.index(e.name) + 1:]}
             for i in e.inputs:
-                if i.tensor in later and i.running != "previous":
+                if written_at.get(i.tensor, -1) > k and i.running != "previous":
                     raise ValueError(f"einsum {e.name}: input {i.tensor} is produced by a later Einsum "
                                      f"(einsums must be in execution order; only a running \"previous\" read "
                                      f"of a recurrence may come before it)")
@@ -336,11 +384,11 @@ class Workload(Strict):
 class Mesh(Strict):
     """A spatial fanout: X x Y instances of the thing below, per instance of the storage level above."""
 
-    x: int = Field(1, ge=1, le=2**20, description="Instances along the X axis.")
-    y: int = Field(1, ge=1, le=2**20, description="Instances along the Y axis.")
-    multicast: bool = Field(True, description="One read of the parent can feed every instance that needs the "
+    x: Int = Field(1, ge=1, le=2**20, description="Instances along the X axis.")
+    y: Int = Field(1, ge=1, le=2**20, description="Instances along the Y axis.")
+    multicast: Flag = Field(True, description="One read of the parent can feed every instance that needs the "
                             "same data (inputs along an axis the tensor does not depend on).")
-    reduction: bool = Field(True, description="Outputs of instances that share an output element are summed in "
+    reduction: Flag = Field(True, description="Outputs of instances that share an output element are summed in "
                             "the network and arrive at the parent as one update.")
 
     @property
@@ -351,14 +399,14 @@ class Mesh(Strict):
 class Level(Strict):
     """A storage level. Levels are listed from DRAM inward; each Einsum uses the levels serving its unit."""
 
-    name: str = Field(min_length=1, description="Unique level name.")
-    capacity_words: Optional[int] = Field(None, ge=0, le=MAX_CAPACITY_WORDS, description="Capacity per "
+    name: Name = Field(description="Unique level name.")
+    capacity_words: Optional[Int] = Field(None, ge=0, le=MAX_CAPACITY_WORDS, description="Capacity per "
                                           "instance in words of access_bits; omit both capacities for unbounded "
                                           "(DRAM).")
-    capacity_bits: Optional[int] = Field(None, ge=0, le=MAX_CAPACITY_WORDS * 64, description="Capacity per "
+    capacity_bits: Optional[Int] = Field(None, ge=0, le=MAX_CAPACITY_WORDS * 64, description="Capacity per "
                                          "instance in bits; alternative to words. Tiles of several widths "
                                          "share it bit for bit.")
-    access_bits: Optional[int] = Field(None, ge=1, le=4096, description="Width of one access, the level's word: "
+    access_bits: Optional[Int] = Field(None, ge=1, le=4096, description="Width of one access, the level's word: "
                                        "read_pj and write_pj are per access, capacity_words and bandwidths count "
                                        "such words. Omit for the workload's word_bits. An access carries "
                                        "access_bits // element bits whole elements (docs/model.md §6).")
@@ -366,21 +414,21 @@ class Level(Strict):
                              description="Energy of reading one word, pJ (at most 3 decimals).")
     write_pj: Decimal = Field(ge=0, le=MAX_ENERGY_PJ, decimal_places=3,
                               description="Energy of writing one word, pJ (at most 3 decimals).")
-    bandwidth: Optional[Fraction] = Field(None, gt=0, description="Words per cycle per instance, reads and "
+    bandwidth: Optional[Rate] = Field(None, gt=0, description="Words per cycle per instance, reads and "
                                           "writes together through one port (a fraction such as \"1/2\"); "
                                           "omit for unlimited.")
-    read_bandwidth: Optional[Fraction] = Field(None, gt=0, description="Words read per cycle per instance "
+    read_bandwidth: Optional[Rate] = Field(None, gt=0, description="Words read per cycle per instance "
                                                "through a read port of its own; with write_bandwidth the level "
                                                "has two ports and its transfer time is the slower port's. "
                                                "Omitted (with bandwidth omitted too): reads are unlimited.")
-    write_bandwidth: Optional[Fraction] = Field(None, gt=0, description="Words written per cycle per "
+    write_bandwidth: Optional[Rate] = Field(None, gt=0, description="Words written per cycle per "
                                                 "instance through a write port of its own (see read_bandwidth).")
     mesh: Mesh = Field(default_factory=Mesh, description="Instances of this level per instance of the level "
                        "above it on an Einsum's path (the spatial fanout from the parent into this level).")
-    may_keep: Optional[list[str]] = Field(None, description="Tensors this level may hold; omit for all.")
-    must_keep: list[str] = Field(default_factory=list, description="Tensors every Einsum using them must keep "
+    may_keep: Optional[Names] = Field(None, description="Tensors this level may hold; omit for all.")
+    must_keep: Names = Field(default_factory=list, description="Tensors every Einsum using them must keep "
                                  "here (unless fused on chip and this level is outside the fusion level).")
-    serves: Optional[list[str]] = Field(None, description="Compute units whose Einsums use this level; omit "
+    serves: Optional[Names] = Field(None, description="Compute units whose Einsums use this level; omit "
                                         "for all. Lets a 2-D array and a 1-D array have their own registers.")
 
     @model_validator(mode="after")
@@ -417,14 +465,14 @@ class OpCost(Strict):
     """What one operation costs on a compute unit."""
 
     energy_pj: Decimal = Field(ge=0, le=MAX_ENERGY_PJ, decimal_places=3, description="Energy per operation, pJ.")
-    per_cycle: Fraction = Field(Fraction(1), gt=0, description="Operations per cycle per instance "
+    per_cycle: Rate = Field(Fraction(1), gt=0, description="Operations per cycle per instance "
                                 "(a fraction: exp at 1/7 per cycle is \"1/7\").")
 
 
 class ComputeUnit(Strict):
     """An array of identical arithmetic units below the innermost level that serves it."""
 
-    name: str = Field(min_length=1, description="Unique unit name.")
+    name: Name = Field(description="Unique unit name.")
     mesh: Mesh = Field(default_factory=Mesh, description="Units per instance of the innermost level serving "
                        "this unit (e.g. 256x256 when the MACs read the global buffer directly).")
     ops: dict[Op, OpCost] = Field(min_length=1, description="Operations this unit can run, with their cost.")
@@ -433,7 +481,9 @@ class ComputeUnit(Strict):
 class Architecture(Strict):
     """Storage levels from DRAM inward, and the compute units below them."""
 
-    frequency_mhz: Optional[Decimal] = Field(None, gt=0, description="Clock, only used to print times.")
+    frequency_mhz: Optional[Decimal] = Field(None, ge=Decimal("0.001"), le=10**6, decimal_places=6,
+                                             description="Clock in MHz (0.001 to 10^6, at most 6 decimals), only "
+                                             "used to print times.")
     levels: list[Level] = Field(min_length=1, description="From DRAM (index 0, unbounded) inward.")
     compute_units: list[ComputeUnit] = Field(min_length=1, description="Compute units.")
 
@@ -478,9 +528,9 @@ class SolverOptions(Strict):
     """Defaults for `mapsolve INSTANCE`; command-line flags override them."""
 
     objective: Objective = Field("energy", description="What to minimise; pairs are lexicographic.")
-    time_limit_s: float = Field(60.0, gt=0, le=86400, description="Wall-clock limit of the search, seconds.")
-    workers: int = Field(1, ge=1, le=64, description="CP-SAT workers; 1 is deterministic.")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="CP-SAT random seed.")
+    time_limit_s: Float = Field(60.0, gt=0, le=86400, description="Wall-clock limit of the search, seconds.")
+    workers: Int = Field(1, ge=1, le=64, description="CP-SAT workers; 1 is deterministic.")
+    seed: Int = Field(0, ge=0, le=2**31 - 1, description="CP-SAT random seed.")
     nesting: Literal["tree", "flat"] = Field("tree", description="Fused groups the mapper considers: \"tree\", "
                                              "shared loops may enclose any contiguous run of a group's members "
                                              "(nested fusion, docs/model.md §3); \"flat\", every shared loop "
@@ -491,8 +541,8 @@ class SolverOptions(Strict):
 class Instance(Strict):
     """A mapping problem: workload, architecture, objective."""
 
-    name: str = Field(min_length=1, description="Short name.")
-    description: str = Field("", description="Where the numbers come from (cite sources).")
+    name: Name = Field(description="Short name.")
+    description: str = Field("", max_length=100_000, description="Where the numbers come from (cite sources).")
     workload: Workload
     architecture: Architecture
     solver: SolverOptions = Field(default_factory=SolverOptions)
@@ -518,31 +568,24 @@ class Instance(Strict):
 class Loop(Strict):
     """A temporal loop: iterate `factor` times over tiles of `rank`."""
 
-    rank: str
-    factor: int = Field(ge=1, le=MAX_BOUND)
+    rank: Name
+    factor: Int = Field(ge=1, le=MAX_BOUND)
 
 
 class SpatialLoop(Strict):
     """A spatial loop: `factor` tiles of `rank` side by side along one mesh axis."""
 
-    rank: str
-    factor: int = Field(ge=1, le=MAX_BOUND)
+    rank: Name
+    factor: Int = Field(ge=1, le=MAX_BOUND)
     axis: Literal["x", "y"]
 
 
 class LevelMapping(Strict):
     """What one Einsum does at one storage level of its path."""
 
-    level: str = Field(description="Level name (every level on the Einsum's path, outermost first).")
-    keep: list[str] = Field(default_factory=list, description="Tensors kept (resident) here; others bypass.")
+    level: Name = Field(description="Level name (every level on the Einsum's path, outermost first).")
+    keep: Names = Field(default_factory=list, description="Tensors kept (resident) here; others bypass.")
 
-    @field_validator("keep")
-    @classmethod
-    def _keep_is_a_set(cls, keep: list[str]) -> list[str]:
-        dup = sorted({t for t in keep if keep.count(t) > 1})
-        if dup:
-            raise ValueError(f"{dup[0]} is listed twice")
-        return keep
     temporal: list[Loop] = Field(default_factory=list, description="Temporal loops at this level, outermost "
                                  "first; at most one per rank.")
     spatial: list[SpatialLoop] = Field(default_factory=list, description="Spatial loops (at most one per rank and axis) distributing this "
@@ -552,8 +595,8 @@ class LevelMapping(Strict):
 class EinsumMapping(Strict):
     """The loop nest of one Einsum."""
 
-    einsum: str
-    compute_unit: str
+    einsum: Name
+    compute_unit: Name
     levels: list[LevelMapping] = Field(description="One entry per level on the unit's path, outermost first. "
                                        "In a fused group, levels above the fusion level carry no loops of their "
                                        "own: the group's shared loops are there.")
@@ -566,14 +609,14 @@ class SharedLoop(Strict):
     docs/model.md §3): the group's shared loops then form a tree, each loop enclosing a run of members that the
     loops inside it split further."""
 
-    level: str
-    rank: str = Field(description="The rank the loop iterates in every member not listed in `renames`.")
-    factor: int = Field(ge=1, le=MAX_BOUND)
-    renames: dict[str, str] = Field(default_factory=dict, description="Member Einsum -> the rank it iterates "
+    level: Name
+    rank: Name = Field(description="The rank the loop iterates in every member not listed in `renames`.")
+    factor: Int = Field(ge=1, le=MAX_BOUND)
+    renames: dict[Name, Name] = Field(default_factory=dict, description="Member Einsum -> the rank it iterates "
                                     "for this loop, where it names the shared dimension otherwise (a view: "
                                     "QK's M is the key projection's P).")
 
-    einsums: Optional[list[str]] = Field(None, min_length=1, description="The members this loop encloses: a "
+    einsums: Optional[Names] = Field(None, min_length=1, description="The members this loop encloses: a "
                                          "contiguous run of the group in cascade order. Omit for every member. "
                                          "A loop listed after another that shares a member must enclose a subset "
                                          "of its members (the loops form a tree).")
@@ -589,8 +632,8 @@ class SharedLoop(Strict):
 class FusedGroup(Strict):
     """Consecutive Einsums run tile by tile under shared outer loops; intermediates stay on chip."""
 
-    einsums: list[str] = Field(min_length=1, description="Consecutive Einsums in cascade order.")
-    fusion_level: str = Field(description="The on-chip level where the group's intermediates live.")
+    einsums: Names = Field(min_length=1, description="Consecutive Einsums in cascade order.")
+    fusion_level: Name = Field(description="The on-chip level where the group's intermediates live.")
     shared_loops: list[SharedLoop] = Field(default_factory=list, description="Loops above the fusion level, "
                                            "outermost first (levels in path order), each shared by every member "
                                            "or by the run of members it lists.")
@@ -599,7 +642,7 @@ class FusedGroup(Strict):
 class Mapping(Strict):
     """A complete mapping: one loop nest per Einsum, and the fused groups (Einsums not listed run alone)."""
 
-    variant: Optional[str] = Field(None, description="For an instance whose workload has variants: the cascade "
+    variant: Optional[Name] = Field(None, description="For an instance whose workload has variants: the cascade "
                                    "this mapping maps (omit for the base cascade).")
     einsums: list[EinsumMapping]
     groups: list[FusedGroup] = Field(default_factory=list)
