@@ -6,6 +6,9 @@ solver and evaluator disagree); 130 interrupted.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
 
 EXIT_MISMATCH, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
@@ -64,8 +67,6 @@ def check_output_path(flag: str, path, prefix: bool = False) -> None:
     """Exit 2 naming `flag` when `path` cannot be written, before any search starts (so a long search never ends
     with its result lost). `prefix`: the path is a file-name prefix (--export-model writes PATH.NNN-….pb.txt).
     A probe file of a few bytes is written and removed in the folder, which also catches a full disk."""
-    import os
-    from pathlib import Path
     if path is None:
         return
     p = Path(path)
@@ -93,3 +94,19 @@ def check_output_path(flag: str, path, prefix: bool = False) -> None:
             probe.unlink()
         except OSError:
             pass
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all (a temporary file renamed over it): an interrupt or a full disk
+    never leaves a truncated file behind."""
+    if path.exists() and not path.is_file():   # /dev/stdout, a FIFO: write in place (never rename over it)
+        with open(path, "w") as fh:
+            fh.write(text)
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

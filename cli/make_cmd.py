@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .app import app, fail, load_instance_or_fail
+from .app import app, fail, load_instance_or_fail, write_atomically
 
 make_app = typer.Typer(add_completion=False, no_args_is_help=True,
                        help="Write instances of the papers' workloads on the papers' machines.")
@@ -41,9 +41,9 @@ def make_attention(
     except ValidationError as exc:
         fail(one_line(exc))
     try:
-        out.write_text(json.dumps(inst.model_dump(mode="json", exclude_defaults=True), indent=1) + "\n")
+        write_atomically(out, json.dumps(inst.model_dump(mode="json", exclude_defaults=True), indent=1) + "\n")
     except OSError as exc:
-        fail(f"-o {out}: cannot write: {exc}")
+        fail(f"-o {out}: cannot write: {exc.strerror or exc}")
     typer.echo(f"{out}: {inst.name} — {', '.join(n for n, _ in inst.workload.alternatives())}; "
                f"ranks {inst.workload.ranks}")
 

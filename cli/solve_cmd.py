@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .app import (check_output_path, check_run_options, with_nesting, EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SOLUTION, app, fail,
+from .app import (write_atomically, check_output_path, check_run_options, with_nesting, EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SOLUTION, app, fail,
                   load_instance_or_fail)
 from .report import print_result
 
@@ -91,22 +91,6 @@ def checkpoint(phase: str) -> None:
 
 
 checkpoint.counts = {}
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` whole or not at all (a temporary file renamed over it): an interrupt or a full disk
-    never leaves a truncated file behind."""
-    if path.exists() and not path.is_file():   # /dev/stdout, a FIFO: write in place (never rename over it)
-        with open(path, "w") as fh:
-            fh.write(text)
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def result_json(res, inst) -> dict:

@@ -11,7 +11,8 @@ from typing import Optional
 
 import typer
 
-from .app import (check_run_options, with_nesting, EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_MISMATCH, EXIT_NO_SOLUTION, app, fail,
+from .app import (check_output_path, check_run_options, write_atomically, with_nesting, EXIT_BUG, EXIT_INFEASIBLE,
+                  EXIT_INPUT, EXIT_MISMATCH, EXIT_NO_SOLUTION, app, fail,
                   load_instance_or_fail)
 
 DEFAULT_MAX = 50_000_000
@@ -59,7 +60,8 @@ def _enumerate(inst, objective, prune, max_candidates, quiet, label):
 
 
 def _line(name: str, r) -> str:
-    return (f"{name:<12} optimum {r.objective} (energy {r.energy_fj} fJ, latency {r.latency_cycles} cycles)  "
+    return (f"{name:<12} optimum {', '.join(map(str, r.objective))} (energy {r.energy_fj} fJ, latency "
+            f"{r.latency_cycles} cycles)  "
             f"candidates {r.candidates:,} evaluated {r.evaluated:,} kept {r.kept:,}  {r.seconds:.2f} s")
 
 
@@ -76,6 +78,7 @@ def enumerate_command(
 ) -> None:
     """Exhaustive optimum over the solver's mapspace (small instances only)."""
     check_run_options(objective=objective)
+    check_output_path("--json", json_out)
     inst = load_instance_or_fail(instance)
     if max_candidates < 1:
         fail("--max-candidates must be at least 1")
@@ -86,10 +89,12 @@ def enumerate_command(
                "latency_cycles": r.latency_cycles, "pruned": r.pruned, "candidates": r.candidates,
                "evaluated": r.evaluated, "kept": r.kept, "estimate": r.estimate, "seconds": round(r.seconds, 4),
                "instance": inst.name, "mapping": r.mapping.model_dump(mode="json")}
+        text = json.dumps(doc, indent=1) + "\n"
         try:
-            json_out.write_text(json.dumps(doc, indent=1) + "\n")
-        except OSError as exc:
-            fail(f"--json {json_out}: cannot write: {exc}")
+            write_atomically(json_out, text)
+        except OSError as exc:   # print it instead of losing it
+            typer.echo(text, nl=False)
+            fail(f"--json {json_out}: cannot write: {exc.strerror or exc} (the JSON result is printed above instead)")
 
 
 @app.command("verify")
@@ -114,6 +119,9 @@ def verify_command(
 ) -> None:
     """Prove the solver right on a small instance: CP-SAT optimum == exhaustive enumeration (exit 0), else exit 1."""
     check_run_options(time_limit, deterministic_time, objective=objective)
+    check_output_path("--trace", trace)
+    if not out_dir.is_dir():
+        fail(f"--out-dir {out_dir}: not a folder")
     inst = load_instance_or_fail(instance, time_limit)
     inst = with_nesting(inst, nesting)
     from mapsolve.solver import SolverError, VerificationError, solve
@@ -123,13 +131,11 @@ def verify_command(
     work = estimate(inst, True, max_candidates)
     if work > max_candidates:  # refuse before the CP-SAT run, not after it
         fail(str(MapspaceTooLarge(work, max_candidates)))
-    try:
-        outputs = SearchOutputs(instance, inst, trace, None, None,
-                                {"objective": objective, "time_limit": time_limit, "deterministic_time": deterministic_time,
-                                 "workers": 1, "seed": 0,
-                                 "command": "verify"})
-    except OSError as exc:
-        fail(f"cannot write output: {exc}")
+    outputs = SearchOutputs(instance, inst, trace, None, None,
+                            {"objective": objective, "time_limit": time_limit, "deterministic_time": deterministic_time,
+                             "workers": 1, "seed": 0, "command": "verify"})
+    if outputs.failures:
+        fail(outputs.failure_line())
     try:
         res = solve(inst, objective, time_limit, 1, 0, events=outputs.event, deterministic_time=deterministic_time)
     except VerificationError as exc:
@@ -146,7 +152,7 @@ def verify_command(
              f"units of {res.energy_unit_fj} fJ (verify is for small instances)")
     cp_seconds = res.build_seconds + res.solve_seconds
     label = "optimum" if res.status == "OPTIMAL" else "best"
-    typer.echo(f"{'CP-SAT':<12} {label} {res.objective} (energy {res.energy_fj} fJ, latency {res.latency_cycles} "
+    typer.echo(f"{'CP-SAT':<12} {label} {', '.join(map(str, res.objective))} (energy {res.energy_fj} fJ, latency {res.latency_cycles} "
                f"cycles)  status {res.status}  {cp_seconds:.2f} s")
     runs = [("enumerator", _enumerate(inst, objective, True, max_candidates, quiet, "enumerate (pruned)"))]
     typer.echo(_line(*runs[0]))
@@ -160,6 +166,8 @@ def verify_command(
     verdict, why = judge(res, [r for _, r in runs])
     if verdict == "verified":
         typer.echo("verified: all optima are equal")
+        if outputs.failures:   # the verdict stands; the trace asked for is incomplete
+            fail(outputs.failure_line())
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(instance).stem

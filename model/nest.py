@@ -306,17 +306,19 @@ def build_nests(inst: Instance, mapping: Mapping) -> list[Nest]:
                                    f"{n} (unit {unit} uses "
                                    f"{', '.join(arch.levels[i].name for i in arch.path(unit))})")
     shared_by_group = {tuple(g.einsums): g.shared_loops for g in mapping.groups}
-    nests = [_build_one(inst, seen[e.name], e, groups[e.name], shared_by_group.get(groups[e.name].einsums, []))
-             for e in wl.einsums]
+    at = {em.einsum: i for i, em in enumerate(mapping.einsums)}   # JSON index, for messages
+    nests = [_build_one(inst, seen[e.name], e, groups[e.name], shared_by_group.get(groups[e.name].einsums, []),
+                        at[e.name]) for e in wl.einsums]
     specs = {tuple(g.einsums): g for g in mapping.groups}
     _check_groups(inst, nests, specs)
     check_recurrences(inst, nests, specs)
     return nests
 
 
-def _build_one(inst: Instance, em, e: Einsum, group: Group, shared) -> Nest:
+def _build_one(inst: Instance, em, e: Einsum, group: Group, shared, index: int = 0) -> Nest:
+    """`index`: the entry's position in mapping.einsums, so messages give its JSON path."""
     arch, wl = inst.architecture, inst.workload
-    where = f"einsum {e.name}"
+    where = f"einsums[{index}] (einsum {e.name})"
     units = {u.name: u for u in arch.compute_units}
     if em.compute_unit not in units:
         raise MappingError(f"{where}: unknown compute unit {em.compute_unit!r}")
@@ -331,10 +333,10 @@ def _build_one(inst: Instance, em, e: Einsum, group: Group, shared) -> Nest:
                            f"{want}, got {got}")
     tensors = {t.tensor: t.ranks for t in (e.output, *e.inputs)}
     space = set().union(*(set(r) for r in tensors.values()))
-    fpos = path.index(group.fusion_level) if group.fusion_level is not None else None
     if group.fusion_level is not None and group.fusion_level not in path:
         raise MappingError(f"{where}: fusion level {arch.levels[group.fusion_level].name} is not on the path "
                            f"of compute unit {unit.name}")
+    fpos = path.index(group.fusion_level) if group.fusion_level is not None else None
 
     if fpos is not None:
         above_f = [arch.levels[i].name for i in path[:fpos]]
@@ -361,7 +363,7 @@ def _build_one(inst: Instance, em, e: Einsum, group: Group, shared) -> Nest:
     loops: list[NestLoop] = []
     start: dict[int, int] = {}
     for pos, lm in enumerate(em.levels):
-        lwhere = f"{where}, level {lm.level}"
+        lwhere = f"einsums[{index}].levels[{pos}] (einsum {e.name}, level {lm.level})"
         start[pos] = len(loops)
         below = arch.levels[path[pos + 1]].mesh if pos + 1 < len(path) else unit.mesh
         if fpos is not None and pos < fpos:
@@ -407,9 +409,10 @@ def _build_one(inst: Instance, em, e: Einsum, group: Group, shared) -> Nest:
         level = arch.levels[path[pos]]
         for t in lm.keep:
             if t not in tensors:
-                raise MappingError(f"{where}, level {lm.level}: keeps {t!r}, which {e.name} does not use")
+                raise MappingError(f"einsums[{index}].levels[{pos}].keep (einsum {e.name}, level {lm.level}): keeps {t!r}, which {e.name} does not use")
             if level.may_keep is not None and t not in level.may_keep:
-                raise MappingError(f"{where}, level {lm.level}: may not keep {t} (may_keep)")
+                raise MappingError(f"einsums[{index}].levels[{pos}].keep (einsum {e.name}, level {lm.level}): may not keep "
+                                   f"{t} (may_keep)")
             keep[t].append(pos)
     for t in tensors:
         on_chip = t in group.intermediates
@@ -417,7 +420,8 @@ def _build_one(inst: Instance, em, e: Einsum, group: Group, shared) -> Nest:
             level = arch.levels[path[pos]]
             above_f = fpos is not None and pos < fpos
             if t in level.must_keep and pos not in keep[t] and not (on_chip and above_f):
-                raise MappingError(f"{where}, level {lm.level}: must keep {t} (must_keep)")
+                raise MappingError(f"einsums[{index}].levels[{pos}].keep (einsum {e.name}, level {lm.level}): must keep "
+                                   f"{t} (must_keep)")
         if on_chip:
             if any(p < fpos for p in keep[t]):
                 raise MappingError(f"{where}: fused intermediate {t} cannot be kept above the fusion level "
