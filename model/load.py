@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .spec import Instance, Mapping
+from .spec import Instance, JsonNumber, Mapping
 
 
 class InputError(ValueError):
@@ -42,10 +42,12 @@ def one_line(err: ValidationError) -> str:
     return f"{_where(tuple(e['loc']))}: {msg}{more}".replace("\n", " ")
 
 
-def parse(model: type[M], text: str, source: str) -> M:
+def read_json(text: str, source: str):
+    """JSON with exact numbers: a number with a fraction or exponent is kept as its text (JsonNumber), an
+    integer of more than 30 digits is refused naming its field."""
     try:
         too_big: list = []
-        data = json.loads(text, parse_float=str, parse_int=lambda t: _bounded_int(t, too_big))
+        data = json.loads(text, parse_float=JsonNumber, parse_int=lambda t: _bounded_int(t, too_big))
     except json.JSONDecodeError as exc:
         raise InputError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -55,6 +57,14 @@ def parse(model: type[M], text: str, source: str) -> M:
         where, number = big
         raise InputError(f"{source}: {_where(where)}: number {number.text[:20]}... ({len(number.text)} digits) "
                          f"is too big")
+    return data
+
+
+def parse(model: type[M], text: str, source: str) -> M:
+    return validate(model, read_json(text, source), source)
+
+
+def validate(model: type[M], data, source: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as err:
@@ -107,14 +117,10 @@ def load_instance(path: str | Path) -> Instance:
 
 def load_mapping(path: str | Path) -> "Mapping":
     """A mapping file, or the `mapping` field of a `mapsolve --json` result file."""
-    text = _read(path)
-    try:
-        data = json.loads(text, parse_float=str)
-    except (ValueError, RecursionError):  # bad JSON, huge integers, deep nesting: `parse` names the cause
-        data = None
+    data = read_json(_read(path), str(path))
     if isinstance(data, dict) and "mapping" in data and "einsums" not in data:
-        text = json.dumps(data["mapping"])
-    return parse(Mapping, text, str(path))
+        data = data["mapping"]
+    return validate(Mapping, data, str(path))
 
 
 def check_instance(inst: Instance, source: str = "instance") -> None:

@@ -12,7 +12,7 @@ from fractions import Fraction
 from typing import Annotated, Literal, Optional
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints,
-                      field_validator, model_validator)
+                      ValidationError, field_validator, model_validator)
 
 #: Operations an Einsum can perform; for reductions the op also says how contributions combine.
 Op = Literal["mac", "add", "mul", "max", "exp", "sub", "div", "copy"]
@@ -39,6 +39,17 @@ def _bounded_rate(value: Fraction) -> Fraction:
     return value
 
 
+class JsonNumber(str):
+    """A JSON number with a fraction or exponent, kept as its exact text (model/load.py) so that decimals and
+    fractions stay exact; a name field refuses it (else 1.5 would be a tensor named "1.5")."""
+
+
+def _not_a_number(value):
+    if isinstance(value, JsonNumber):
+        raise ValueError("a name (a JSON string) is expected, not a number")
+    return value
+
+
 def _unique(items: list) -> list:
     seen: set = set()
     for t in items:
@@ -61,7 +72,9 @@ Rate = Annotated[Fraction, BeforeValidator(_not_bool), AfterValidator(_bounded_r
 #: A yes/no field: only JSON true or false (not 1, 0 or "yes").
 Flag = Annotated[bool, Strict()]
 #: A name of a tensor, rank, Einsum, level, unit or variant: non-empty, at most 200 characters.
-Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME), BeforeValidator(_not_a_number)]
+#: Free text (a description): a JSON string, not a number.
+Text = Annotated[str, StringConstraints(max_length=100_000), BeforeValidator(_not_a_number)]
 #: A list of names that is a set: no name twice.
 Names = Annotated[list[Name], AfterValidator(_unique)]
 
@@ -341,8 +354,9 @@ class Workload(Strict):
         for k, v in enumerate(self.variants):
             try:
                 alt = self._substituted(v)
-            except ValueError as exc:
-                raise ValueError(f"variants[{k}] ({v.name}): {str(exc).removeprefix('Value error, ')}") from None
+            except ValueError as exc:   # a ValidationError of the substituted cascade too: its first message
+                msg = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+                raise ValueError(f"variants[{k}] ({v.name}): {msg.removeprefix('Value error, ')}") from None
             for e in alt.einsums:
                 tensor_ranks.update({t.tensor: t.ranks for t in (e.output, *e.inputs)})
                 if e.reduced and e.recurrence is None:
@@ -542,7 +556,7 @@ class Instance(Strict):
     """A mapping problem: workload, architecture, objective."""
 
     name: Name = Field(description="Short name.")
-    description: str = Field("", max_length=100_000, description="Where the numbers come from (cite sources).")
+    description: Text = Field("", description="Where the numbers come from (cite sources).")
     workload: Workload
     architecture: Architecture
     solver: SolverOptions = Field(default_factory=SolverOptions)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 import itertools
+import os
 import time
 from dataclasses import dataclass
 from math import prod
@@ -50,6 +51,9 @@ class MapspaceTooLarge(EnumerationError):
         self.estimate, self.limit = estimate, limit
         super().__init__(f"mapspace too large to enumerate: more than {estimate:,} candidates (limit "
                          f"{limit:,}); use a smaller instance or raise --max-candidates")
+
+    def __reduce__(self):   # raised in a worker process, re-raised here
+        return MapspaceTooLarge, (self.estimate, self.limit)
 
 
 @dataclass
@@ -328,11 +332,77 @@ def _shared_loop(info: PlanInfo, level: str, key: str, factor: int, run: frozens
                       einsums=None if run == everyone else [m for m in info.plan.names if m in run])
 
 
+def _one_plan(inst, plan, comps, prune, obj, limit, stats, tick):
+    """(info-like, (value, (einsum mappings, group))) of one segment plan, or None (no unit, nothing fits)."""
+    info = plan_info(inst, plan)
+    if any(not info.units[e.name] for e in info.members):
+        return None
+    b = _plan_best(inst, info, comps, prune, stats, tick, obj, limit)
+    if b is None:
+        return None
+    val, bucket, regs, metas = b
+    return _Picked(plan), (val, _decode(inst, info, bucket, regs, metas))
+
+
+@dataclass(frozen=True)
+class _Picked:
+    """A plan as the shortest path sees it (picklable, unlike PlanInfo): `.plan.names`."""
+    plan: object
+
+
+#: Below this estimated work the enumerator stays in one process: starting workers costs about a second.
+PARALLEL_MIN_WORK = 2_000_000
+
+
+def _workers(workers: Optional[int], n_plans: int, est: int) -> int:
+    """Processes for the plans: `workers`, else the CPUs this process may use, when the work is worth it."""
+    import threading
+    if n_plans < 2 or (workers is None and est < PARALLEL_MIN_WORK) or threading.active_count() > 1 \
+            or "fork" not in __import__("multiprocessing").get_all_start_methods():
+        return 1
+    if workers is None:
+        try:
+            workers = len(os.sched_getaffinity(0))
+        except AttributeError:   # pragma: no cover - not Linux
+            workers = os.cpu_count() or 1
+    return max(1, min(workers, n_plans))
+
+
+def _plan_task(args):
+    inst, plan, comps, prune, obj, limit = args
+    stats = _Stats()
+    return _one_plan(inst, plan, comps, prune, obj, limit, stats, lambda n: None), stats
+
+
+def _plans_in_parallel(inst, todo, comps, prune, obj, limit, stats, tick, n_workers):
+    """Plans are independent (costs add over groups): each is enumerated in a worker process, results collected
+    in plan order, so the shortest path (and every tie) is the same as in one process. Workers are forked (no
+    start-up, no re-import of the caller's main module); `_workers` falls back to one process when other threads
+    run, which a fork could catch holding a lock."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    out = [None] * len(todo)
+    with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = {pool.submit(_plan_task, (inst, plan, comps, prune, obj, limit)): k for k, plan in enumerate(todo)}
+        from concurrent.futures import as_completed
+        for f in as_completed(futures):
+            result, st = f.result()
+            out[futures[f]] = result
+            for k in ("candidates", "evaluated", "kept"):
+                setattr(stats, k, getattr(stats, k) + getattr(st, k))
+            tick(st.done)
+    return [r for r in out if r is not None]
+
+
 def enumerate_optimum(inst: Instance, objective: Optional[str] = None, prune: bool = True,
                       max_candidates: Optional[int] = 50_000_000,
-                      progress: Optional[Callable[[int, int], None]] = None) -> EnumResult:
+                      progress: Optional[Callable[[int, int], None]] = None,
+                      workers: Optional[int] = None) -> EnumResult:
     """The optimum over the solver's mapspace by exhaustive enumeration (see the module docstring); over every
     variant when the workload offers some (the least of their optima, solver/variants.py).
+
+    `workers`: processes enumerating segment plans side by side (default: the CPUs available, when the
+    estimated work is at least PARALLEL_MIN_WORK); the answer does not depend on it.
 
     Raises MapspaceTooLarge when the estimated work exceeds `max_candidates` (None: no limit)."""
     objective = objective or inst.solver.objective
@@ -343,7 +413,7 @@ def enumerate_optimum(inst: Instance, objective: Optional[str] = None, prune: bo
         best = None
         for name, alt in alternatives(inst):
             try:
-                r = enumerate_optimum(alt, objective, prune, None, progress)
+                r = enumerate_optimum(alt, objective, prune, None, progress, workers)
             except EnumerationError as exc:
                 if "infeasible" in str(exc):
                     continue
@@ -371,14 +441,13 @@ def enumerate_optimum(inst: Instance, objective: Optional[str] = None, prune: bo
     obj = _exact_object(inst)
     names = [e.name for e in inst.workload.einsums]
     index = {n: i for i, n in enumerate(names)}
-    per_plan = []
-    for plan in plans(inst):
-        info = plan_info(inst, plan)
-        if any(not info.units[e.name] for e in info.members):
-            continue
-        b = _plan_best(inst, info, comps, prune, stats, tick, obj, max_candidates)
-        if b is not None:
-            per_plan.append((info, b))
+    todo = list(plans(inst))
+    n_workers = _workers(workers, len(todo), est)
+    if n_workers > 1:
+        per_plan = _plans_in_parallel(inst, todo, comps, prune, obj, max_candidates, stats, tick, n_workers)
+    else:
+        per_plan = [r for r in (_one_plan(inst, plan, comps, prune, obj, max_candidates, stats, tick)
+                                for plan in todo) if r is not None]
     # shortest path over the cascade: groups are independent and their costs add up
     best: list = [None] * (len(names) + 1)
     best[0] = (tuple(0 for _ in comps), None, None)
@@ -398,8 +467,7 @@ def enumerate_optimum(inst: Instance, objective: Optional[str] = None, prune: bo
         chosen.append(best[j][2])
         j = best[j][1]
     einsum_maps, groups = [], []
-    for info, (val, bucket, regs, metas) in reversed(chosen):
-        maps, group = _decode(inst, info, bucket, regs, metas)
+    for _, (_, (maps, group)) in reversed(chosen):
         einsum_maps.extend(maps)
         if group is not None:
             groups.append(group)

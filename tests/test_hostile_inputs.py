@@ -248,3 +248,17 @@ def test_a_model_export_that_fails_is_reported(tmp_path, monkeypatch):
     line = one_error_line(proc)
     assert "--export-model" in line and "could not write" in line
     assert "energy by level" in proc.stdout
+
+
+@pytest.mark.parametrize("where", ["name", "description"])
+def test_a_number_is_not_a_name(tmp_path, where):
+    text = TINY.read_text().replace('"name": "tiny_matmul"', f'"{where}": 1.5', 1) if where == "name" else \
+        json.dumps({**tiny(), "description": 1e30}).replace('1e+30', '1e30')
+    assert_input_error(cli("validate", write(tmp_path, "bad.json", text)), where, "not a number")
+
+
+def test_a_variant_error_is_one_short_line(tmp_path):
+    d = json.loads((INSTANCES / "tiny_variants.json").read_text())
+    d["workload"]["variants"][0]["einsums"][0]["inputs"][1]["ranks"] = []
+    line = assert_input_error(cli("validate", write(tmp_path, "bad.json", d)), "variants[0]", "is read as")
+    assert "input_value" not in line and "errors.pydantic.dev" not in line and len(line) < 400
