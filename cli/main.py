@@ -47,10 +47,21 @@ def validate(instance: Path = typer.Argument(..., help="Instance JSON file.")) -
     try:
         inst = load_instance(instance)
     except InputError as exc:
+        if _looks_like_a_mapping(instance):
+            fail(f"{instance}: this is a mapping file, not an instance (check a mapping with `mapsolve evaluate "
+                 f"INSTANCE {instance}`)")
         fail(str(exc))
     wl = inst.workload
     typer.echo(f"{instance}: ok — {len(wl.einsums)} einsums, {len(wl.ranks)} ranks, "
                f"{len(inst.architecture.levels)} levels, {len(inst.architecture.compute_units)} compute units")
+
+
+def _looks_like_a_mapping(path: Path) -> bool:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and "workload" not in doc and ("einsums" in doc or "mapping" in doc)
 
 
 @app.command()

@@ -262,3 +262,7 @@ def test_a_variant_error_is_one_short_line(tmp_path):
     d["workload"]["variants"][0]["einsums"][0]["inputs"][1]["ranks"] = []
     line = assert_input_error(cli("validate", write(tmp_path, "bad.json", d)), "variants[0]", "is read as")
     assert "input_value" not in line and "errors.pydantic.dev" not in line and len(line) < 400
+
+
+def test_validate_of_a_mapping_file_says_so():
+    assert_input_error(cli("validate", TINY_MAPPING), "this is a mapping file", "mapsolve evaluate")
