@@ -54,6 +54,12 @@ def validate(instance: Path = typer.Argument(..., help="Instance JSON file.")) -
     wl = inst.workload
     typer.echo(f"{instance}: ok — {len(wl.einsums)} einsums, {len(wl.ranks)} ranks, "
                f"{len(inst.architecture.levels)} levels, {len(inst.architecture.compute_units)} compute units")
+    from mapsolve.model.variants import alternatives
+    from mapsolve.solver.limits import representability_notes   # loads ortools: only after the spec is fine
+    alts = alternatives(inst)
+    for name, alt in alts:   # valid, but beyond what CP-SAT can prove: say so before anyone waits for a proof
+        for note in representability_notes(alt, seconds=5.0 / len(alts)):
+            typer.echo(f"note: {f'variant {name}: ' if len(alts) > 1 else ''}{note}")
 
 
 def _looks_like_a_mapping(path: Path) -> bool:

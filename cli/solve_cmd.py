@@ -288,6 +288,8 @@ def _print_summary(inst, res, cache) -> None:
                    f"{res.energy_unit_fj} is a proven lower bound in fJ ({res.energy_bound_fj} fJ) and the status is "
                    f"OPTIMAL only if the exact energy meets it. This mapping's rounding: {res.rounding_error_fj} fJ. "
                    f"The energy below is exact.")
+    if res.diagnosis and res.status != "OPTIMAL":   # e.g. segments CP-SAT cannot represent, plans not reached
+        typer.echo(f"note     {res.diagnosis}")
     if res.incumbent_source and res.incumbent_source != "cp-sat":
         typer.echo(f"from     {res.incumbent_source} (the constructive mapping is the first incumbent; CP-SAT "
                    f"replaces each piece it beats)")

@@ -6,6 +6,7 @@ checked against the evaluator on generated mappings (tests/test_solver.py)."""
 from __future__ import annotations
 
 from math import prod
+from typing import Optional
 
 from mapsolve.model.nest import group_intermediates
 from mapsolve.model.spec import Instance
@@ -79,3 +80,125 @@ def fewest_words(inst: Instance, names, fusion: int | None) -> dict[int, tuple[i
             writes += size * _least_bits(wl, t)
         out[fusion] = (reads, writes)
     return out
+
+
+class ChainFloors:
+    """The floors of solver/paths.py `_floor` for consecutive runs of Einsums, in O(tensors touched) per run.
+
+    Why: a chain of n Einsums has about n²/2 fused segments, and `_floor` costs O(n) each (it scans the workload for
+    members, intermediates and DRAM's tensors): 20,301 plans took ~29 s. Here every per-Einsum and per-tensor figure
+    is computed once, and `fused(i, j)` for a fixed end j and a start i decreasing by one (the search's order) adds
+    only Einsum i: its tensors are the only ones whose status (read at DRAM, written at DRAM, or an intermediate
+    that never reaches it) can change. Other orders recompute from scratch. Equal to `_floor` (tests)."""
+
+    def __init__(self, inst: Instance, component: str, unit: int = 1):
+        from mapsolve.model.evaluate import port_words
+        from mapsolve.model.units import fj
+        from .segment import to_unit
+        self.port_words = port_words
+        wl, arch = inst.workload, inst.architecture
+        self.inst, self.component, self.unit = inst, component, unit
+        self.einsums = list(wl.einsums)
+        n = len(self.einsums)
+        dram = arch.levels[0]
+        self.compute: list[int] = []
+        self.capable: list[bool] = []
+        for e in self.einsums:
+            us = [u for u in arch.compute_units if e.op in u.ops]
+            self.capable.append(bool(us))
+            if not us:
+                self.compute.append(0)
+            elif component == "energy":
+                self.compute.append(prod(wl.ranks[r] for r in e.space) *
+                                    min(to_unit(fj(u.ops[e.op].energy_pj), unit) for u in us))
+            else:
+                self.compute.append(min(fewest_cycles(inst, e, u) for u in us))
+        self.producer: dict[str, int] = {}
+        consumers: dict[str, list[int]] = {}
+        for k, e in enumerate(self.einsums):
+            self.producer.setdefault(e.output.tensor, k)
+            for t in e.inputs:
+                consumers.setdefault(t.tensor, []).append(k)
+        self.cons = {t: (min(c), max(c)) for t, c in consumers.items()}
+        self.touch: list[list[str]] = [list(e.tensors) for e in self.einsums]
+        self.outputs = [e.output.tensor for e in self.einsums]
+        self.read_bits: dict[str, int] = {}
+        self.write_bits: dict[str, int] = {}
+        self.read_e: dict[str, int] = {}
+        self.write_e: dict[str, int] = {}
+        for e in self.einsums:
+            for t, ranks in e.tensors.items():
+                if t in self.read_bits:
+                    continue
+                size = prod(wl.ranks[r] for r in ranks)
+                self.read_bits[t] = size * wl.bits(t)
+                self.write_bits[t] = size * _least_bits(wl, t)
+                if component == "energy":
+                    self.read_e[t] = size * to_unit(element_fj(dram, "r", wl.bits(t), wl.word_bits), unit)
+                    self.write_e[t] = size * to_unit(element_fj(dram, "w", _least_bits(wl, t), wl.word_bits), unit)
+        self.word = dram.word(wl.word_bits)
+        self.ports = list(dram.ports)
+        self.n = n
+        self._state: Optional[tuple] = None   # (i, j, status per tensor, sums, max, incapable count)
+
+    def _status(self, t: str, i: int, j: int, fused: bool, members_out: set) -> str:
+        if t in members_out:
+            c = self.cons.get(t)
+            if fused and c is not None and c[0] >= i and c[1] < j:
+                return "0"
+            return "w"
+        return "r"
+
+    def _value(self, st: dict, acc: int, incapable: int) -> int:
+        if incapable:
+            return 0
+        if self.component == "energy":
+            return acc + sum(self.read_e[t] if s == "r" else self.write_e[t] if s == "w" else 0
+                             for t, s in st.items())
+        floor = acc
+        reads = sum(self.read_bits[t] for t, s in st.items() if s == "r")
+        writes = sum(self.write_bits[t] for t, s in st.items() if s == "w")
+        for port, bw in self.ports:
+            bits = self.port_words(port, reads, writes)
+            floor = max(floor, -(-bits * bw.denominator // (bw.numerator * self.word)))
+        return floor
+
+    def lone(self, i: int) -> int:
+        st = {t: ("w" if t == self.outputs[i] else "r") for t in self.touch[i]}
+        return self._value(st, self.compute[i], 0 if self.capable[i] else 1)
+
+    def fused(self, i: int, j: int) -> int:
+        """The floor of Einsums i..j-1 fused (j - i >= 2)."""
+        s = self._state
+        if s is not None and s[1] == j and s[0] == i:
+            return s[5]
+        if s is None or s[1] != j or s[0] != i + 1:
+            st: dict[str, str] = {}
+            outs: set = set()
+            acc, inc = 0, 0
+            start = j
+        else:
+            _, _, st, outs, (acc, inc), _ = s
+            start = i + 1
+        for k in range(start - 1, i - 1, -1):   # add Einsum k at the left
+            outs.add(self.outputs[k])
+            if self.component == "energy":
+                acc += self.compute[k]
+            else:
+                acc = max(acc, self.compute[k])
+            inc += 0 if self.capable[k] else 1
+            for t in self.touch[k]:
+                st[t] = self._status(t, k, j, True, outs)
+        # statuses of tensors touched before Einsum i came in depend on i only through "all consumers in the run",
+        # which changes only when i passes a consumer (then Einsum i touches the tensor: re-evaluated above)
+        value = self._value(st, acc, inc)
+        self._state = (i, j, st, outs, (acc, inc), value)
+        return value
+
+    def compute_prefix(self) -> list[int]:
+        """Prefix sums of the per-Einsum energy floors (compute only): C[j] - C[i] <= the floor of Einsums i..j-1
+        in any grouping (for latency 0: the bound of a run never looked at); all 0 if some Einsum has no unit."""
+        out = [0]
+        for k in range(self.n):
+            out.append(out[-1] + (self.compute[k] if self.component == "energy" and all(self.capable) else 0))
+        return out

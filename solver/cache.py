@@ -98,15 +98,38 @@ def segment_key(inst: Instance, plan, components, unit: int) -> str:
     return _segment_doc(inst, plan, components, unit)[0]
 
 
+_FACTS: dict[int, tuple] = {}
+
+
+def _facts(inst: Instance) -> tuple:
+    """Per instance, once (a key per plan must not scan the whole workload: 2,000 Einsums have 2 million plans):
+    Einsums by name, the Einsums reading each tensor, the architecture as JSON. Kept for the last few instances
+    (the instance itself is held, so its id is not reused while cached)."""
+    hit = _FACTS.get(id(inst))
+    if hit is not None and hit[0] is inst:
+        return hit[1]
+    wl = inst.workload
+    readers: dict[str, set[str]] = {}
+    for e in wl.einsums:
+        for i in e.inputs:
+            readers.setdefault(i.tensor, set()).add(e.name)
+    facts = ({e.name: e for e in wl.einsums}, readers, inst.architecture.model_dump(mode="json"))
+    if len(_FACTS) >= 8:
+        _FACTS.clear()
+    _FACTS[id(inst)] = (inst, facts)
+    return facts
+
+
 def _segment_doc(inst: Instance, plan, components, unit: int) -> tuple[str, Names]:
     names, fusion, top = plan
     wl = inst.workload
-    members = [e for e in wl.einsums if e.name in set(names)]
+    by_name, readers, arch_json = _facts(inst)
+    members = [by_name[n] for n in names]
     nm = Names(members)
+    inside = set(names)
     produced = {e.output.tensor for e in members}
-    outside = sorted(nm.tensor[t] for t in produced
-                     if any(i.tensor == t for e in wl.einsums if e.name not in set(names) for i in e.inputs))
-    arch = inst.architecture.model_dump(mode="json")
+    outside = sorted(nm.tensor[t] for t in produced if readers.get(t, set()) - inside)
+    arch = {**arch_json, "levels": [dict(lv) for lv in arch_json["levels"]]}
     for lv in arch["levels"]:   # residency rules, for this segment's tensors only, in canonical names
         lv["may_keep"] = None if lv["may_keep"] is None else sorted(nm.tensor[t] for t in lv["may_keep"]
                                                                     if t in nm.tensor)

@@ -208,44 +208,85 @@ def _cost(inst: Instance, name: str, nest: _Nest, component: str) -> Optional[tu
 
 
 def construct_einsum(inst: Instance, name: str, component: str = "energy",
-                     max_evaluations: int = 200) -> Optional[EinsumMapping]:
-    """A valid mapping of Einsum `name` alone, good for `component`, or None when none was found."""
+                     max_evaluations: int = 200, allowance=None) -> Optional[EinsumMapping]:
+    """A valid mapping of Einsum `name` alone, good for `component`, or None when none was found.
+
+    `allowance` (solver/limits.py `Allowance`): each evaluation of the local search spends one unit of it, and the
+    search stops when it is spent (the greedy start is always evaluated: the mapping stays complete)."""
     sub = single_einsum_instance(inst, name)
     e = sub.workload.einsums[0]
     best: Optional[tuple[tuple[int, int], _Nest]] = None
     units = [u for u in sub.architecture.compute_units if e.op in u.ops]
     per_unit = max(max_evaluations // max(len(units), 1), 1)
     for unit in units:
+        # an evaluation costs about (levels on the path) x (tensors): 1 unit for tiny_matmul's 3 x 3
+        cost_units = max(1.0, len(sub.architecture.path(unit.name)) * len(e.tensors) / 9)
         nest = _start(sub, e, unit)
         cost = _cost(sub, name, nest, component)
         if cost is None:
             nest = _trivial(sub, e, unit)
             cost = _cost(sub, name, nest, component)
+        if allowance is not None:
+            allowance.spend(cost_units)
         if cost is None:
             continue
         evaluations = 1
         improved = True
-        while improved and evaluations < per_unit:
+        while improved and evaluations < per_unit and not (allowance is not None and allowance.spent()):
             improved = False
             for cand in _neighbours(sub, e, nest):
                 c = _cost(sub, name, cand, component)
                 evaluations += 1
+                if allowance is not None:
+                    allowance.spend(cost_units)
                 if c is not None and c < cost:
                     nest, cost, improved = cand, c, True
                     break
-                if evaluations >= per_unit:
+                if evaluations >= per_unit or (allowance is not None and allowance.spent()):
                     break
         if best is None or cost < best[0]:
             best = (cost, nest)
     return best[1].to_spec(name) if best else None
 
 
+def _lone_key(inst: Instance, e, component: str, arch_doc: dict):
+    """(key, names) of Einsum `e` alone, in canonical names (solver/cache.py `Names`): Einsums equal but for
+    their names have one key, and one constructive mapping (renamed). The key holds what `single_einsum_instance`
+    keeps (the Einsum, its tensors' formats and ranks, the word width, the architecture with the residency rules
+    for its tensors), in O(its size): solver/cache.py's segment key scans the whole workload."""
+    import json
+    from .cache import Names
+    wl = inst.workload
+    nm = Names([e])
+    levels = []
+    for lv in arch_doc["levels"]:
+        levels.append({**lv, "may_keep": None if lv["may_keep"] is None else
+                       sorted(nm.tensor[t] for t in lv["may_keep"] if t in nm.tensor),
+                       "must_keep": sorted(nm.tensor[t] for t in lv["must_keep"] if t in nm.tensor)})
+    doc = {"einsum": nm.einsum_doc(e), "output": nm.tensor[e.output.tensor],
+           "tensors": {nm.tensor[t]: wl.tensors[t].model_dump(mode="json") if t in wl.tensors else None
+                       for t in nm.tensor},
+           "ranks": {nm.rank[r]: wl.ranks[r] for r in nm.rank}, "word_bits": wl.word_bits,
+           "architecture": {**arch_doc, "levels": levels}, "component": component,
+           # the local search visits tensors in name order and ranks in the Einsum's order: equal keys then make
+           # equal (renamed) searches, so sharing changes no result
+           "visit": [[nm.tensor[t] for t in sorted(e.tensors)], [nm.rank[r] for r in e.space]]}
+    return json.dumps(doc, sort_keys=True, default=str), nm
+
+
 def constructive_mapping(inst: Instance, component: str = "energy",
-                         max_evaluations: int = 200) -> Optional[Mapping]:
+                         max_evaluations: int = 200, allowance=None) -> Optional[Mapping]:
     """Every Einsum alone, each on its best unit with a locally improved tiling, but the runs that must step in
     lock step (a recurrence and its running readers, `lock_step_group`); None if some Einsum or run has no valid
-    mapping this way (e.g. must_keep tensors that cannot fit even as one word each)."""
+    mapping this way (e.g. must_keep tensors that cannot fit even as one word each).
+
+    Einsums equal but for their names (the element-wise Einsums of a chain, the layers of a model) are mapped once
+    and the mapping renamed: a 200-Einsum chain took 9 s. `allowance` bounds the local searches together (each
+    Einsum still gets its greedy start)."""
     maps, groups = [], []
+    by_key: dict[str, Optional[dict]] = {}   # canonical key -> canonical mapping (None: no mapping)
+    arch_doc = inst.architecture.model_dump(mode="json")
+    by_name = {e.name: e for e in inst.workload.einsums}
     locked = {n: run for run in lock_step_ranges(inst.workload) for n in run}
     done: set = set()
     for e in inst.workload.einsums:
@@ -258,17 +299,25 @@ def constructive_mapping(inst: Instance, component: str = "energy",
             groups.append(options)
             done.update(locked[e.name])
             continue
-        em = construct_einsum(inst, e.name, component, max_evaluations)
+        key, nm = _lone_key(inst, by_name[e.name], component, arch_doc)
+        if key in by_key:
+            canonical = by_key[key]
+            if canonical is None:
+                return None
+            em = EinsumMapping.model_validate(nm.inverse().einsum_mapping(canonical))
+        else:
+            em = construct_einsum(inst, e.name, component, max_evaluations, allowance)
+            by_key[key] = None if em is None else nm.einsum_mapping(em.model_dump(mode="json"))
         if em is None:
             return None
         maps.append(em)
-    order = [e.name for e in inst.workload.einsums]
+    order = {e.name: k for k, e in enumerate(inst.workload.einsums)}
     chosen: list = []
     for options in groups:      # the first option of each run that makes the whole mapping valid
         for ems, group in options:
             trial = chosen + [(ems, group)] + [o[0] for o in groups[len(chosen) + 1:]]
             mapping = Mapping(einsums=sorted(maps + [m for es, _ in trial for m in es],
-                                             key=lambda m: order.index(m.einsum)), groups=[g for _, g in trial])
+                                             key=lambda m: order[m.einsum]), groups=[g for _, g in trial])
             try:
                 evaluate(inst, mapping)
             except MappingError:
@@ -277,7 +326,7 @@ def constructive_mapping(inst: Instance, component: str = "energy",
             break
         else:
             return None
-    return Mapping(einsums=sorted(maps + [m for es, _ in chosen for m in es], key=lambda m: order.index(m.einsum)),
+    return Mapping(einsums=sorted(maps + [m for es, _ in chosen for m in es], key=lambda m: order[m.einsum]),
                    groups=[g for _, g in chosen])
 
 

@@ -8,11 +8,46 @@ Identical monomials are built once (a cache keyed by the exponent expression).
 """
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
 MAX_TABLE = 2**62
+
+
+class BuildTooLong(Exception):
+    """A model's building went past its limit (`build_limit`): wall seconds, or a count of building operations
+    (deterministic). The caller gives the segment no model: its floor stays its bound."""
+
+    def __init__(self, ops: int, why: str):
+        super().__init__(why)
+        self.ops = ops
+
+
+_LIMIT: dict = {"deadline": None, "ops": None}
+
+
+@contextmanager
+def build_limit(seconds: float | None = None, ops: int | None = None):
+    """Models built inside stop with BuildTooLong after `seconds` of wall time or `ops` building operations
+    (monomials, gates, conjunctions, disjunctions: what a model's size grows with)."""
+    saved = dict(_LIMIT)
+    _LIMIT["deadline"] = None if seconds is None else time.perf_counter() + seconds
+    _LIMIT["ops"] = ops
+    try:
+        yield
+    finally:
+        _LIMIT.update(saved)
+
+
+def _pow2(x: int) -> str:
+    """x as a power of two for messages: "2^63" when exact, else "~2^62.4"."""
+    if x > 0 and x & (x - 1) == 0:
+        return f"2^{x.bit_length() - 1}"
+    from math import log2
+    return f"~2^{log2(x):.1f}" if x > 0 else str(x)
 
 
 @dataclass
@@ -84,6 +119,18 @@ class Exact:
         self._and: dict[tuple, cp_model.IntVar] = {}
         self._pb: dict[int, tuple[int, int]] = {}  # bounds of every value variable built here
         self.true = self.m.new_constant(1)
+        self.ops = 0
+        self._deadline = _LIMIT["deadline"]
+        self._max_ops = _LIMIT["ops"]
+
+    def _tick(self) -> None:
+        """One building operation; past the limit (`build_limit`) the build stops."""
+        self.ops += 1
+        if self._max_ops is not None and self.ops > self._max_ops:
+            raise BuildTooLong(self.ops, f"its model needs more than {self._max_ops} building operations")
+        if self._deadline is not None and self.ops % 64 == 0 and time.perf_counter() > self._deadline:
+            raise BuildTooLong(self.ops, f"building its model took longer than its share of the time limit "
+                                         f"({self.ops} operations)")
 
     # -- exponents ---------------------------------------------------------------------------------------
     def exponent(self, name: str, rank: str, prime: int, ub: int) -> ExpVar:
@@ -117,6 +164,7 @@ class Exact:
     # -- monomials ---------------------------------------------------------------------------------------
     def monomial(self, const: int, expo: Expo) -> cp_model.IntVar | int:
         """An integer variable equal to const · Π_p p^expo_p (or an int when the exponent is constant)."""
+        self._tick()
         key = (const, expo.key())
         if key in self._mono:
             return self._mono[key]
@@ -134,7 +182,7 @@ class Exact:
             first = factors[0]
             lo, hi = self._pb[first.Index()]
             if value * hi >= MAX_TABLE:
-                raise OverflowError(f"a cost term reaches {value * hi}, beyond 2^62")
+                raise OverflowError(f"a cost term reaches {_pow2(value * hi)} (CP-SAT needs it below 2^62)")
             scaled = self.m.new_int_var(value * lo, value * hi, "")
             self.m.add(scaled == value * first)
             self._pb[scaled.Index()] = (value * lo, value * hi)
@@ -144,7 +192,7 @@ class Exact:
             lo = self._pb[acc.Index()][0] * self._pb[f.Index()][0]
             hi = self._pb[acc.Index()][1] * self._pb[f.Index()][1]
             if hi >= MAX_TABLE:
-                raise OverflowError(f"a cost term reaches {hi}, beyond 2^62")
+                raise OverflowError(f"a cost term reaches {_pow2(hi)} (CP-SAT needs it below 2^62)")
             prod = self.m.new_int_var(lo, hi, "")
             self.m.add_multiplication_equality(prod, [acc, f])
             self._pb[prod.Index()] = (lo, hi)
@@ -158,7 +206,8 @@ class Exact:
             return self._pow[key]
         lo, hi = self.bounds(expo, p)
         if p ** hi >= MAX_TABLE:
-            raise OverflowError(f"a cost term reaches {p}^{hi}, beyond 2^62")
+            raise OverflowError(f"a cost term reaches {p}^{hi}" + (f" ({_pow2(p ** hi)})" if p != 2 else "") +
+                                " (CP-SAT needs it below 2^62)")
         x = self.m.new_int_var(lo, hi, "")
         self.m.add(x == self.linear(expo, p))
         v = self.m.new_int_var(p ** lo, p ** hi, "")
@@ -177,6 +226,7 @@ class Exact:
     # -- Booleans ----------------------------------------------------------------------------------------
     def gate(self, b, v) -> cp_model.IntVar | int:
         """b ? v : 0, exactly."""
+        self._tick()
         if isinstance(b, int):
             return v if b else 0
         if isinstance(v, int):
@@ -201,6 +251,7 @@ class Exact:
 
     def all_of(self, lits: list) -> cp_model.IntVar | int:
         """A Boolean equal to the conjunction (ints 0/1 fold away)."""
+        self._tick()
         vs = []
         for lit in lits:
             if isinstance(lit, int):
@@ -222,6 +273,7 @@ class Exact:
         return b
 
     def any_of(self, lits: list) -> cp_model.IntVar | int:
+        self._tick()
         vs = []
         for lit in lits:
             if isinstance(lit, int):

@@ -21,10 +21,14 @@ from .results import SegmentResult, VerificationError
 SOURCE = "constructive"
 
 
-def seed_results(inst: Instance, plans: list, components: list[str], unit: int,
-                 mapping: Optional[Mapping]) -> dict[int, SegmentResult]:
-    """plan index -> FEASIBLE SegmentResult holding the constructive `mapping`'s piece for that plan (its bound is
-    the segment's floor), for every piece of it; {} when there is no constructive mapping."""
+def seed_results(inst: Instance, plans, components: list[str], unit: int,
+                 mapping: Optional[Mapping], floor_of=None) -> dict:
+    """plan -> FEASIBLE SegmentResult holding the constructive `mapping`'s piece for that plan (its bound is the
+    segment's floor), for every piece of it; {} when there is no constructive mapping or a piece is not a plan.
+
+    `plans`: a list of plans (then the keys are their indices) or a container of plan tuples answering `in`
+    (solver/search.py `PlanSpace`; then the keys are the plan tuples). `floor_of(plan)`: the plan's floor
+    (default solver/paths.py `_floor`)."""
     if mapping is None:
         return {}
     try:
@@ -51,8 +55,14 @@ def seed_results(inst: Instance, plans: list, components: list[str], unit: int,
     if (sum(p[1] for p in pieces), sum(p[2] for p in pieces)) != (total, ev.latency_cycles):
         raise VerificationError(f"the constructive mapping's groups cost {sum(p[1] for p in pieces)} energy units, "
                                 f"{sum(p[2] for p in pieces)} cycles; as a whole {total}, {ev.latency_cycles}")
-    where = {(tuple(p[0]), p[1], tuple(p[2])): k for k, p in enumerate(plans)}
-    out: dict[int, SegmentResult] = {}
+    if isinstance(plans, list):
+        where = {(tuple(p[0]), p[1], tuple(p[2])): k for k, p in enumerate(plans)}
+    else:
+        where = {p[0]: p[0] for p in pieces if p[0] in plans}
+    if floor_of is None:
+        def floor_of(plan):
+            return _floor(inst, plan[0], components[0], unit)
+    out: dict = {}
     for key, energy, latency, piece in pieces:
         k = where.get(key)
         if k is None:
@@ -60,6 +70,6 @@ def seed_results(inst: Instance, plans: list, components: list[str], unit: int,
         values = tuple(energy if c == "energy" else latency for c in components)
         names, fusion, _ = key
         out[k] = SegmentResult(names, arch.levels[fusion].name if fusion is not None else None, "FEASIBLE",
-                               values, (_floor(inst, names, components[0], unit),), energy, latency, piece,
+                               values, (floor_of(key),), energy, latency, piece,
                                source=SOURCE)
     return out

@@ -55,6 +55,70 @@ def _lower_bound(results: list[SegmentResult], index: dict[str, int], n: int) ->
     return lower.get(n)
 
 
+class Unreached:
+    """Segment plans the search never looked at (out of time), as edges of the bound's shortest path without a
+    result each: a chain of n Einsums has ~n²/2 plans, too many to list. Every run of Einsums i..j-1 that may not
+    have been reached is an edge of weight C[j] - C[i] (the compute energy every grouping of them spends, solver/
+    bounds.py `ChainFloors.compute_prefix`; 0 for latency), a lower bound of that plan's floor. Runs that are no
+    plan at all (a split lock-step pair) are edges too: extra edges only lower the shortest path, so the bound stays
+    valid.
+
+    Which runs: lone Einsums from `lone_from` on (None: all were reached); fused runs ending after `fused_end`, and
+    those ending at `fused_end` starting at or before `fused_start`. `count`: how many plans that is at most."""
+
+    def __init__(self, prefix: list[int], lone_from: Optional[int], fused_end: int, fused_start: int, count: int):
+        self.prefix = prefix
+        self.lone_from = lone_from
+        self.fused_end = fused_end
+        self.fused_start = fused_start
+        self.count = count
+
+    def edges(self):
+        """A function (j, lower) -> the least lower[i] + weight over unreached runs i..j-1 (or None), to be called
+        for j = 1, 2, ... in order with lower[0..j-1] final (a running prefix minimum of lower[i] - C[i])."""
+        C = self.prefix
+        pm: list[Optional[int]] = []
+
+        def into(j: int, lower) -> Optional[int]:
+            while len(pm) < j - 1:   # pm[x] = min over i <= x of lower[i] - C[i]
+                x = len(pm)
+                v = None if lower[x] is None else lower[x] - C[x]
+                prev = pm[-1] if pm else None
+                pm.append(v if prev is None else prev if v is None else min(prev, v))
+            cands = []
+            if self.lone_from is not None and j - 1 >= self.lone_from and lower[j - 1] is not None:
+                cands.append(lower[j - 1] + C[j] - C[j - 1])
+            x = j - 2 if j > self.fused_end else min(self.fused_start, j - 2) if j == self.fused_end else -1
+            if x >= 0 and pm[x] is not None:
+                cands.append(pm[x] + C[j])
+            return min(cands) if cands else None
+        return into
+
+
+def lower_bounds(results, index: dict[str, int], n: int, unreached: Optional[Unreached] = None) -> list:
+    """lower[j]: proven lower bound of the first objective for the first j Einsums (None: no path), by the
+    shortest-path recursion over the results' bounds (INFEASIBLE ones are no edge) and the unreached plans."""
+    lower: list[Optional[int]] = [None] * (n + 1)
+    lower[0] = 0
+    by_end: dict[int, list] = {}
+    for r in results:
+        by_end.setdefault(index[r.names[-1]] + 1, []).append(r)
+    into = unreached.edges() if unreached is not None else None
+    for j in range(1, n + 1):
+        best = None
+        for r in by_end.get(j, ()):
+            i = index[r.names[0]]
+            if r.status != "INFEASIBLE" and lower[i] is not None:
+                v = lower[i] + r.bound[0]
+                best = v if best is None else min(best, v)
+        if into is not None:
+            v = into(j, lower)
+            if v is not None:
+                best = v if best is None else min(best, v)
+        lower[j] = best
+    return lower
+
+
 def _path(results: list[SegmentResult], index: dict[str, int], n: int, n_components: int) -> list[SegmentResult]:
     """The segments of the best known complete path."""
     best: dict[int, tuple] = {0: tuple(0 for _ in range(n_components))}
@@ -136,8 +200,11 @@ def _stale_for_lex(r: SegmentResult, best: list, index: dict[str, int], componen
 
 
 def combine(inst: Instance, names: list[str], results: list[SegmentResult], components: list[str],
-            objective: str, build: float, search: float, unit: int = 1) -> SolveResult:
-    """Shortest path over the chain of Einsums: best solution and proven bound; then decode and verify."""
+            objective: str, build: float, search: float, unit: int = 1,
+            unreached: Optional[Unreached] = None) -> SolveResult:
+    """Shortest path over the chain of Einsums: best solution and proven bound; then decode and verify.
+
+    `unreached`: plans without a result (solver/search.py, out of time), bounded by `Unreached`'s edges."""
     n = len(names)
     index = {nm: i for i, nm in enumerate(names)}
     best: list[Optional[tuple]] = [None] * (n + 1)
@@ -147,13 +214,11 @@ def combine(inst: Instance, names: list[str], results: list[SegmentResult], comp
     by_end: dict[int, list[SegmentResult]] = {}
     for r in results:
         by_end.setdefault(index[r.names[-1]] + 1, []).append(r)
+    lows = lower_bounds(results, index, n, unreached)
+    lower = [None if v is None else (v,) for v in lows]
     for j in range(1, n + 1):
         for r in by_end.get(j, []):
             i = index[r.names[0]]
-            if r.status != "INFEASIBLE" and lower[i] is not None:
-                lb = (lower[i][0] + r.bound[0],)
-                if lower[j] is None or lb < lower[j]:
-                    lower[j] = lb
             if r.values is not None and best[i] is not None and len(r.values) == len(components):
                 total = tuple(a + b for a, b in zip(best[i], r.values))
                 if _better(total, best[j]):
@@ -189,8 +254,8 @@ def combine(inst: Instance, names: list[str], results: list[SegmentResult], comp
     if (evaluated, evaluation.latency_cycles) != (energy, latency):
         raise VerificationError(f"solver says energy {energy} x {unit} fJ, latency {latency} cycles; the evaluator "
                                 f"says {evaluated} x {unit} fJ, {evaluation.latency_cycles} cycles")
-    proven = all(r.status in ("OPTIMAL", "INFEASIBLE", "PRUNED") and not _stale_for_lex(r, best, index, components)
-                 for r in results)
+    proven = unreached is None and all(r.status in ("OPTIMAL", "INFEASIBLE", "PRUNED")
+                                       and not _stale_for_lex(r, best, index, components) for r in results)
     # every segment's bound is a proven bound (CP-SAT's, or the cut-off's): when their shortest path meets the best
     # mapping, that is a proof for one objective; a lexicographic one needs every segment proven on both
     met = lower[n] is not None and lower[n][0] == best[n][0]

@@ -36,7 +36,10 @@ class SegmentResult:
     deterministic_time: float = 0.0
     presolve: dict = field(default_factory=dict)  # CP-SAT's model after presolve: booleans, integers, fixed
     named_solution: dict = field(default_factory=dict, repr=False)  # variable name -> value (hints a bigger model)
-    source: str = "cp-sat"             # who found the solution: cp-sat, or constructive (solver/incumbent.py)
+    source: str = "cp-sat"             # who found the solution: cp-sat, or constructive (solver/incumbent.py);
+    #                                    floor (no model: pruned by its floor, or never reached), unrepresentable
+    #                                    (numbers beyond CP-SAT's 64 bits), unbuilt (building went past its limit)
+    build_ops: int = 0                 # building operations of its model (solver/exact.py), charged as work
 
 
 @dataclass

@@ -15,15 +15,17 @@ from mapsolve.model.spec import Instance, Mapping
 
 from .certify import CERTIFY_MODES, certificates, certified, replication_rank
 from .construct import constructive_mapping
-from .paths import _best_paths, _floor, _lower_bound, _merge, _path, combine
+from .bounds import ChainFloors
+from .limits import BUILD_CAP_DET, BUILD_OP_DET, CONSTRUCT_SHARE, EVALUATION_DET, MIN_BUILD_DET, PLAN_DET, Allowance
+from .paths import Unreached, _merge, _path, combine, lower_bounds
 from .results import SegmentResult, SolveResult, SolverError, VerificationError
-from mapsolve.model.online import split_pair
 from .segment_solve import Control, UnitTooFine, solve_segment
 from .incumbent import seed_results
 from .cache import SegmentCache, instance_key
+from .plans import PlanSpace, plan_count, segment_plans
 
-__all__ = ["OBJECTIVES", "Control", "SegmentResult", "SolveResult", "SolverError", "VerificationError",
-           "segment_plans", "solve", "solve_segment"]
+__all__ = ["OBJECTIVES", "Control", "PlanSpace", "SegmentResult", "SolveResult", "SolverError", "VerificationError",
+           "plan_count", "segment_plans", "solve", "solve_segment"]
 
 OBJECTIVES = ("energy", "latency", "energy,latency", "latency,energy")
 
@@ -35,29 +37,6 @@ def _components(objective: str) -> list[str]:
     if objective not in OBJECTIVES:
         raise SolverError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
     return objective.split(",")
-
-
-def segment_plans(inst: Instance) -> list[tuple[tuple[str, ...], Optional[int], tuple[int, ...]]]:
-    """Every (consecutive Einsums, fusion level, levels above it) worth a model."""
-    names = [e.name for e in inst.workload.einsums]
-    arch = inst.architecture
-    plans = []
-    for i in range(len(names)):
-        if split_pair(inst.workload, names[i:i + 1]) is None:   # a lock-step Einsum is never alone
-            plans.append(((names[i],), None, ()))
-        for j in range(i + 2, len(names) + 1):
-            seg = tuple(names[i:j])
-            if split_pair(inst.workload, seg) is not None:
-                continue
-            for f, lv in enumerate(arch.levels):
-                if f == 0:
-                    continue
-                tops = {tuple(p[:p.index(f)]) for u in arch.compute_units
-                        for p in [arch.path(u.name)] if f in p}
-                for top in sorted(tops):
-                    if all(arch.levels[x].mesh.size == 1 for x in (*top[1:], f)):
-                        plans.append((seg, f, top))
-    return plans
 
 
 def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[float] = None,
@@ -105,9 +84,17 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     control = control or Control()
     started = time.perf_counter()
     share = 0.8 if replication_rank(inst, certify) is not None else 1.0
-    # a valid mapping before any search (solver/incumbent.py); a function of the instance alone, so cached too
-    built = cache.mapping(instance_key(inst, f"constructive {components[0]}"),
-                          lambda: constructive_mapping(inst, components[0]))
+    # a valid mapping before any search (solver/incumbent.py); a function of the instance (and of its share of the
+    # budget, solver/limits.py: local search stops when that is spent), so cached too
+    allowance = Allowance(CONSTRUCT_SHARE * time_limit,
+                          None if deterministic_time is None else CONSTRUCT_SHARE * deterministic_time / EVALUATION_DET)
+    what = f"constructive {components[0]}"
+    if deterministic_time is not None:
+        what += f" within {allowance.units:.6g} evaluations"
+    if time_limit != float("inf"):
+        what += f" within {allowance.seconds:.3g} s"
+    built = cache.mapping(instance_key(inst, what),
+                          lambda: constructive_mapping(inst, components[0], allowance=allowance))
     construct_seconds = time.perf_counter() - started
     if events:
         events({"type": "constructive", "wall": round(construct_seconds, 6), "found": built is not None,
@@ -195,69 +182,175 @@ class Budget:
         return max(min(self.wall_left(), 1e7), 0.01), share
 
 
+#: Unreached plans listed one by one in the result (UNKNOWN, their floor as bound) up to this many; beyond, they are
+#: bounded together (paths.py `Unreached`) and counted in the diagnosis.
+LIST_UNREACHED = 5000
+#: Notes on segments CP-SAT cannot represent, named in the diagnosis (the rest counted).
+NOTES_SHOWN = 3
+
+
 def _search(inst: Instance, objective: str, components: list[str], budget: Budget, workers: int, seed: int,
             progress, log, events, control: Control, on_model, unit: int,
             first_mapping: Optional[Mapping], cache: SegmentCache) -> SolveResult:
     """One search with energy in units of `unit` fJ (see `solve`), starting from the constructive mapping
-    `first_mapping` cut into segments (solver/incumbent.py)."""
-    names = [e.name for e in inst.workload.einsums]
-    index = {nm: i for i, nm in enumerate(names)}
-    plans = sorted(segment_plans(inst), key=lambda p: (len(p[0]) > 1, index[p[0][-1]], -index[p[0][0]]))
+    `first_mapping` cut into segments (solver/incumbent.py).
+
+    Plans are met lazily in the search's order (`PlanSpace.order`): each costs O(1) before its model (an
+    incremental floor, a cut-off from the best prefix costs kept up to date), and the deadline is checked before
+    each one, so an instance with millions of plans answers in its time limit; the plans never reached bound the
+    result through `Unreached` (or, when few, each with its floor)."""
+    space = PlanSpace(inst)
+    names, index, n = space.names, space.index, space.n
+    total_plans = space.count()
     t0 = time.perf_counter()
     det_offset = [0.0]
-    results: list[Optional[SegmentResult]] = [None] * len(plans)
-    seeds = seed_results(inst, plans, components, unit, first_mapping)
-    for k, r in seeds.items():
-        results[k] = r
-    weight = [len(p[0]) ** 2 for p in plans]  # longer segments are the hard ones: give them more time
-    total_state: dict = {}
+    floors = ChainFloors(inst, components[0], unit)
+    keys: list[tuple] = []                 # plan id -> key (i, j, f, top), ids given in the order met
+    ids: dict[tuple, int] = {}
+    plans: list[tuple] = []                # plan id -> (names, fusion level, levels above it)
+    results: dict[int, SegmentResult] = {}
+    by_end: dict[int, list[int]] = {}
+    floor_k: dict[int, int] = {}
+    hopeless: set[int] = set()             # no CP-SAT model (numbers beyond 64 bits): never retried
+    notes: list[str] = []
+    n_comp = len(components)
 
-    floors: dict[int, int] = {}
+    def ident(key) -> int:
+        k = ids.get(key)
+        if k is None:
+            k = ids[key] = len(keys)
+            keys.append(key)
+            plans.append(space.plan(key))
+        return k
 
     def floor_of(k: int) -> int:
-        """Plan k's floor (solver/paths.py `_floor`), computed once: the total bound asks for every unsolved
-        plan's floor after each segment, and a 200-Einsum chain has 20,301 plans."""
-        if k not in floors:
-            floors[k] = _floor(inst, plans[k][0], components[0], unit)
-        return floors[k]
+        """Plan k's floor (solver/paths.py `_floor`), computed once, incrementally (bounds.py `ChainFloors`)."""
+        if k not in floor_k:
+            i, j = keys[k][0], keys[k][1]
+            floor_k[k] = floors.lone(i) if keys[k][2] is None else floors.fused(i, j)
+        return floor_k[k]
+
+    best: list[Optional[tuple]] = [None] * (n + 1)   # best known cost of the first j Einsums
+    best[0] = tuple(0 for _ in components)
+    valid = [0]                                      # best[0..valid[0]] are up to date
+
+    def best_upto(J: int) -> None:
+        for x in range(valid[0] + 1, J + 1):
+            b = None
+            for q in by_end.get(x, ()):
+                r, i = results[q], keys[q][0]
+                if r.values is not None and best[i] is not None:
+                    t = tuple(a + c for a, c in zip(best[i], r.values))
+                    if b is None or t < b:
+                        b = t
+            best[x] = b
+        valid[0] = max(valid[0], J)
+
+    def best_without(j: int, k: int) -> Optional[tuple]:
+        """Best known cost of the first j Einsums by a path whose last segment is not plan k."""
+        own = results.get(k)
+        if own is None or own.values is None:
+            best_upto(j)
+            return best[j]
+        best_upto(j - 1)
+        b = None
+        for q in by_end.get(j, ()):
+            r, i = results[q], keys[q][0]
+            if q != k and r.values is not None and best[i] is not None:
+                t = tuple(a + c for a, c in zip(best[i], r.values))
+                if b is None or t < b:
+                    b = t
+        return b
+
+    def put(k: int, r: SegmentResult) -> None:
+        old = results.get(k)
+        results[k] = r
+        i, j = keys[k][0], keys[k][1]
+        if old is None:
+            by_end.setdefault(j, []).append(k)
+        ov, nv = (old.values if old is not None else None), r.values
+        if ov == nv:
+            return
+        if nv is not None and (ov is None or nv < ov):
+            if valid[0] >= j and best[i] is not None:
+                t = tuple(a + c for a, c in zip(best[i], nv))
+                if best[j] is None or t < best[j]:
+                    best[j] = t
+                    valid[0] = j   # the positions after j may improve
+        else:
+            valid[0] = min(valid[0], j - 1)
+
+    # the constructive mapping's pieces (solver/incumbent.py), before any model
+    t_seed = time.perf_counter()
+    seeds = seed_results(inst, space, components, unit, first_mapping, floor_of=lambda p: floor_of(ident(space.key(p))))
+    seed_seconds = time.perf_counter() - t_seed
+    for plan, r in seeds.items():
+        put(ident(space.key(plan)), r)
+    # the final decode and certification evaluate the whole mapping again (about as long as the seeds took)
+    budget.wall -= 2.5 * seed_seconds
+    weight = lambda k: (keys[k][1] - keys[k][0]) ** 2   # noqa: E731  longer segments are the hard ones
+    total_state: dict = {"runs": 0}
+    frontier: list = [None]                # the key the first pass stopped at (None: it met every plan)
+    prefix = floors.compute_prefix()
+
+    def unreached_from(key) -> Optional[Unreached]:
+        """The plans from `key` on in the search's order (it included), as `Unreached` edges."""
+        if key is None:
+            return None
+        i, j, f, _ = key
+        left = max(total_plans - len(keys), 0) + 1
+        if f is None:
+            return Unreached(prefix, i, 1, -1, left)
+        return Unreached(prefix, None, j, i, left)
 
     def emit(record: dict) -> None:
         if events:
             events({"wall": round(time.perf_counter() - t0, 6), **record})
 
-    def report_total() -> None:
-        """Emit the whole cascade's incumbent and lower bound when either improves."""
+    def report_total(at=None, force: bool = False) -> None:
+        """Emit the whole cascade's incumbent and lower bound when either improves (the bound at most every
+        len(results)/100 segments: each costs a shortest path over every result)."""
         if not events:
             return
-        done = [r for r in results if r is not None]
-        best = _best_paths(done, index, len(components))
-        lower = _lower_bound(done + [SegmentResult(p[0], None, "UNKNOWN", None, (floor_of(k),))
-                                    for k, p in enumerate(plans) if results[k] is None], index, len(names))
-        inc = best.get(len(names))
+        best_upto(n)
+        inc = best[n]
         if inc is not None and inc != total_state.get("incumbent"):
             total_state["incumbent"] = inc
-            path = _path(done, index, len(names), len(components))
+            done = list(results.values())
+            path = _path(done, index, n, n_comp)
+            lower = lower_bounds(done, index, n, unreached_from(at))[n]
             emit({"type": "incumbent", "scope": "total", "objective": inc[0], "best_bound": lower,
                   "energy_fj": _total(r.energy_fj for r in path),
                   "latency_cycles": _total(r.latency_cycles for r in path)})
-        if lower is not None and lower != total_state.get("bound"):
+            total_state["runs"] = 0
+        else:
+            total_state["runs"] += 1
+            if not force and total_state["runs"] < max(1, len(results) // 100):
+                return
+            total_state["runs"] = 0
+            lower = lower_bounds(results.values(), index, n, unreached_from(at))[n]
+        if lower is not None and lower != total_state.get("bound") and \
+                (total_state.get("bound") is None or lower > total_state["bound"]):
             total_state["bound"] = lower
             emit({"type": "bound", "scope": "total", "objective": inc[0] if inc else None, "best_bound": lower})
 
     def run(k: int, share: float, attempt: str) -> None:
         plan = plans[k]
-        i, j = index[plan[0][0]], index[plan[0][-1]] + 1
+        i, j = keys[k][0], keys[k][1]
         # the segment's own earlier attempt is left out: a cut-off below its own incumbent would prune the segment
         # and drop the solution that was just proven best
-        best = _best_paths([r for q, r in enumerate(results) if r is not None and q != k], index, len(components))
+        best_upto(i)
+        bi, bj = best[i], best_without(j, k)
         cutoff = None
-        if i in best and j in best:
-            gap = best[j][0] - best[i][0]
-            cutoff = gap - 1 if len(components) == 1 else gap
+        if bi is not None and bj is not None:
+            gap = bj[0] - bi[0]
+            cutoff = gap - 1 if n_comp == 1 else gap
+        floor = floor_of(k)
+        if budget.det is not None:
+            budget.det_used += PLAN_DET   # looking at a plan is work too: millions of them are not free
         fname = _fusion_name(inst, plan)
-        where = f"@{fname}" if fname is not None else ""
-        seg = "+".join(plan[0]) + where
-        label = f"{attempt} {k + 1}/{len(plans)} {seg}"
+        seg = _label(inst, plan)
+        label = f"{attempt} {k + 1}/{total_plans} {seg}"
         if progress:
             progress(label)
 
@@ -277,33 +370,48 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
             if on_model:
                 on_model(f"{k + 1:03d}-{attempt}-{seg}", model, size)
         seconds, det_seconds = budget.limits(share)
-        floor = floor_of(k)
-        entry = cache.entry(inst, plan, components, unit)
-        r = cache.get(entry, cutoff)
-        if r is None and cutoff is not None and floor > cutoff:   # dominated before it is built: costs nothing
+        r = None
+        if cutoff is not None and floor > cutoff:
             r = SegmentResult(plan[0], fname, "PRUNED", None, (floor,), why="its floor is above the cut-off",
                               source="floor")
-        elif r is None:
+        entry = cache.entry(inst, plan, components, unit) if r is None else None
+        if r is None:
+            r = cache.get(entry, cutoff)
+            if r is not None:
+                emit({"type": "segment_start", "segment": seg, "attempt": attempt, "cutoff": cutoff,
+                      "cached": True})
+                if progress:
+                    progress(f"{label}: {r.status} (cached)")
+        if r is None:
+            # building may take what is left of the wall clock; with a deterministic budget, a count of building
+            # operations (solver/limits.py BUILD_CAP_DET)
+            build = (max(budget.wall_left(), 0.05) if budget.wall != float("inf") else None,
+                     None if det_seconds is None else int(max(det_seconds, MIN_BUILD_DET) / BUILD_CAP_DET))
             r = solve_segment(inst, plan, components, seconds, workers, seed, log=log, cutoff=cutoff,
                               on_solution=on_solution if (progress or events) else None,
                               on_bound=on_bound if events else None, control=control, on_model=model_seen,
-                              energy_unit=unit, det_seconds=det_seconds)
-            if not control.interrupted:
+                              energy_unit=unit, det_seconds=det_seconds, build=build)
+            if r.source in ("unrepresentable", "unbuilt"):
+                hopeless.add(k)
+                seeded = results.get(k) is not None and results[k].values is not None
+                notes.append(f"{r.why}; " + ("kept the constructive mapping and the floor bound" if seeded else
+                                             "no model, the floor bound"))
+                if progress:
+                    progress(f"{label}: {r.why}")
+            elif not control.interrupted:
                 cache.put(entry, r)
-        else:
-            emit({"type": "segment_start", "segment": seg, "attempt": attempt, "cutoff": cutoff, "cached": True})
-            if progress:
-                progress(f"{label}: {r.status} (cached)")
         det_offset[0] += r.deterministic_time
         budget.det_used += r.deterministic_time
+        if budget.det is not None and r.source != "cache":   # building a model is work CP-SAT does not count
+            budget.det_used += r.build_ops * BUILD_OP_DET
         if r.status in ("FEASIBLE", "UNKNOWN"):  # an unproven segment is still worth at least its floor
             if floor > r.bound[0]:
                 r = dataclasses.replace(r, bound=(floor, *r.bound[1:]))
         if r.status == "PRUNED":
-            r.base = best[i][0]
-        if results[k] is not None:  # a second attempt: keep the better solution and the better bound
+            r.base = bi[0]
+        if results.get(k) is not None:  # a second attempt: keep the better solution and the better bound
             r = _merge(results[k], r)
-        results[k] = r
+        put(k, r)
         emit({"type": "segment_end", "segment": seg, "status": r.status,
               "objective": r.values[0] if r.values else None, "best_bound": r.bound[0],
               # in a coarser energy unit the segment's energy is priced in that unit, not in fJ
@@ -311,30 +419,32 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
               **({"energy_units": r.energy_fj, "energy_unit_fj": unit} if unit > 1 else {}), "conflicts": r.conflicts,
               "branches": r.branches, "deterministic_time": det_offset[0], "presolve": r.presolve,
               "cached": r.source == "cache", **({"skipped": r.why} if r.source == "floor" else {})})
-        report_total()
+        report_total(keys[k])
 
     def stale_or_unproven() -> list[int]:
         """Unproven segments, and pruned ones whose cut-off was computed from a since-improved prefix."""
-        best = _best_paths([r for r in results if r is not None], index, len(components))
+        best_upto(n)
         out = []
-        for k, r in enumerate(results):
-            if r is None:
+        for k in sorted(results):
+            r = results[k]
+            if k in hopeless:
                 continue
-            i = index[plans[k][0][0]]
+            i = keys[k][0]
             if r.status in ("FEASIBLE", "UNKNOWN") or (r.status == "PRUNED" and r.base is not None
-                                                       and best[i][0] < r.base):
+                                                       and best[i] is not None and best[i][0] < r.base):
                 out.append(k)
         return out
 
-    report_total()   # the constructive incumbent, before any model is built
-    for k in range(len(plans)):
-        if control.interrupted:
-            break
+    report_total(next(iter(space.order()), None), force=True)   # the constructive incumbent, before any model
+    met = 0
+    for key in space.order():
         left = budget.left()
-        if left <= 0:   # out of time: the rest are not even built (they keep their floors, and any seed)
+        if control.interrupted or left <= 0:   # out of time: the rest are not even built (floors, any seed)
+            frontier[0] = key
             break
-        run(k, max(left / (len(plans) - k), 0.05), "segment")
-    while not control.interrupted:
+        run(ident(key), max(left / max(total_plans - met, 1), 0.05), "segment")
+        met += 1
+    while frontier[0] is None and not control.interrupted:
         todo = stale_or_unproven()
         left = budget.left()
         if not todo or left <= 0.05:
@@ -343,13 +453,38 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
             left = budget.left()
             if left <= 0.05 or control.interrupted:
                 break
-            run(k, left * weight[k] / sum(weight[q] for q in todo[n_done:]), "retry")
-    for k, plan in enumerate(plans):  # never reached (interrupted, out of time): no solution, the floor as bound
-        if results[k] is None:
-            results[k] = SegmentResult(plan[0], _fusion_name(inst, plan), "UNKNOWN", None, (floor_of(k),))
+            run(k, left * weight(k) / sum(weight(q) for q in todo[n_done:]), "retry")
+    unreached = None
+    if frontier[0] is not None:
+        left_over = total_plans - met
+        if left_over <= LIST_UNREACHED:   # few: each with its floor (cheap, incremental), listed in the result
+            started = False
+            for key in space.order():
+                started = started or key == frontier[0]
+                if not started:
+                    continue
+                k = ident(key)
+                if k not in results:
+                    put(k, SegmentResult(plans[k][0], _fusion_name(inst, plans[k]), "UNKNOWN", None,
+                                         (floor_of(k),), why="not reached within the limit", source="floor"))
+        else:
+            unreached = unreached_from(frontier[0])
+            notes.append(f"{left_over} of {total_plans} segment plans not reached within the limit: bounded by "
+                         f"their compute {'energy' if components[0] == 'energy' else 'time (0)'}")
+    report_total(frontier[0], force=True)
     elapsed = time.perf_counter() - t0
-    build = sum(r.build_seconds for r in results)
-    res = combine(inst, names, results, components, objective, build, elapsed - build, unit)
+    done = [results[k] for k in sorted(results)]
+    build = sum(r.build_seconds for r in done)
+    res = combine(inst, names, done, components, objective, build, elapsed - build, unit, unreached)
+    if notes:
+        shown = notes[:NOTES_SHOWN] + ([f"and {len(notes) - NOTES_SHOWN} more segments like these"]
+                                       if len(notes) > NOTES_SHOWN else [])
+        res.diagnosis = "; ".join([res.diagnosis] * bool(res.diagnosis) + shown)
     if control.interrupted and res.status != "OPTIMAL":
         res.status = "INTERRUPTED"
     return res
+
+
+def _label(inst: Instance, plan) -> str:
+    fname = _fusion_name(inst, plan)
+    return "+".join(plan[0]) + (f"@{fname}" if fname is not None else "")

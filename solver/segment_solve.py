@@ -12,6 +12,7 @@ from ortools.sat.python import cp_model
 from mapsolve.model.spec import Instance
 from mapsolve.model.views import run_dims
 
+from .exact import BuildTooLong, build_limit
 from .results import SegmentResult, SolverError
 from .segment import Infeasible, SegmentModel
 
@@ -44,6 +45,17 @@ class UnitTooFine(Exception):
     def __init__(self, unit: int):
         super().__init__(unit)
         self.unit = unit
+
+
+class Unrepresentable(SolverError):
+    """A segment's exact model needs integers beyond CP-SAT's 64 bits (a cost term, a ceiling, or the sum of the
+    variable domains CP-SAT checks). Not fatal: the search gives the segment no model, keeps its constructive
+    mapping and its floor as bound (solver/search.py). `cause` says what overflows."""
+
+    def __init__(self, segment: str, cause: str):
+        super().__init__(f"segment {segment}: too large for CP-SAT's 64-bit integers ({cause})")
+        self.segment = segment
+        self.cause = cause
 
 
 def coarser_unit(ub_fj: int) -> int:
@@ -105,23 +117,26 @@ def build_segment(inst: Instance, plan, energy_unit: int = 1,
     objective (at 96 heads and sequence 2^16 they need more than 64-bit integers; energy does not).
 
     Raises Infeasible (no mapping of this segment can exist), UnitTooFine (energy would overflow in this unit)
-    or SolverError (numbers too large for CP-SAT even so)."""
+    or Unrepresentable (numbers too large for CP-SAT even so: counts, ceilings, CP-SAT's own domain check)."""
     names, fusion, top = plan
     try:
         sm = SegmentModel(inst, list(names), fusion, top)
         exprs = {}
         if "energy" in components:
             if sm.energy_ub(energy_unit) >= ENERGY_LIMIT:
+                invalid = sm.m.validate()
+                if invalid:   # no unit helps: the model's own numbers are too large (not only energy's)
+                    raise Unrepresentable("+".join(names), f"CP-SAT rejects the exact model: "
+                                                           f"{invalid.splitlines()[0][:160]}")
                 raise UnitTooFine(coarser_unit(sm.energy_ub(1)))
             exprs["energy"] = sm.energy_expr(energy_unit)
         if "latency" in components:
             exprs["latency"] = sm.latency_var()
     except OverflowError as exc:
-        raise SolverError(f"segment {'+'.join(names)}: {exc}") from None
+        raise Unrepresentable("+".join(names), str(exc)) from None
     invalid = sm.m.validate()
     if invalid:  # e.g. a transfer time whose exact ceiling needs more than 64-bit integers
-        raise SolverError(f"segment {'+'.join(names)}: CP-SAT rejects the exact model "
-                          f"({invalid.splitlines()[0][:160]}); the instance's numbers are too large")
+        raise Unrepresentable("+".join(names), f"CP-SAT rejects the exact model: {invalid.splitlines()[0][:160]}")
     return sm, exprs
 
 
@@ -149,8 +164,11 @@ def flat(inst: Instance) -> Instance:
 def solve_segment(inst: Instance, plan, components: list[str], seconds: float, workers: int, seed: int,
                   on_solution=None, log=None, cutoff: Optional[int] = None, on_bound=None,
                   control: Optional[Control] = None, on_model=None, energy_unit: int = 1,
-                  det_seconds: Optional[float] = None) -> SegmentResult:
+                  det_seconds: Optional[float] = None, build: Optional[tuple] = None) -> SegmentResult:
     """Solve one segment's model; with a cut-off, only solutions whose first objective is <= cutoff count.
+
+    `build`: (wall seconds, building operations) the model's building may take at most (exact.py `build_limit`);
+    past it the segment gets no model: UNKNOWN, bound 0, source "unbuilt".
 
     `seconds` bounds the wall-clock time; `det_seconds`, when given, CP-SAT's deterministic time (the same work
     on a fast or a loaded machine), both summed over the objective's stages.
@@ -160,12 +178,30 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
     segment: the tree model alone took 0.7 to >3 deterministic seconds depending on the seed (wall up to 100 s,
     unproven), hinted it is proven in 0.19 for every seed. Only the tree model's bound is reported: the flat
     model's is not a bound of the larger mapspace."""
+    # the nesting analysis (here and in the model) costs ~L³ for a run of L Einsums, outside exact.py's counted
+    # operations: counted up front, so a run too long to analyse within the limit is not even started
+    upfront = len(plan[0]) ** 3 if len(plan[0]) > 1 else 0
+    if build is not None and build[1] is not None and upfront > build[1]:
+        names, fusion, _ = plan
+        return SegmentResult(names, inst.architecture.levels[fusion].name if fusion is not None else None, "UNKNOWN",
+                             None, (0,), why=f"segment {'+'.join(names)}: its model needs more than {build[1]} "
+                             f"building operations", source="unbuilt", build_ops=upfront)
+    if build is not None and build[1] is not None:
+        build = (build[0], build[1] - upfront)
+    res = _solve_segment(inst, plan, components, seconds, workers, seed, on_solution, log, cutoff, on_bound,
+                         control, on_model, energy_unit, det_seconds, build)
+    return dataclasses.replace(res, build_ops=res.build_ops + upfront)
+
+
+def _solve_segment(inst, plan, components, seconds, workers, seed, on_solution, log, cutoff, on_bound, control,
+                   on_model, energy_unit, det_seconds, build) -> SegmentResult:
     if nests_deeper(inst, plan):
         t0 = time.perf_counter()
         # a warm start, not reported: its model, incumbents and bound are not the segment's (the tree model
         # finds the hinted solution at once and reports it)
         first = _solve_one(flat(inst), plan, components, seconds / 2, workers, seed, None, log, cutoff,
-                           None, control, None, energy_unit, None if det_seconds is None else det_seconds / 2)
+                           None, control, None, energy_unit, None if det_seconds is None else det_seconds / 2,
+                           build=build)
         spent = time.perf_counter() - t0
         if control is not None and control.interrupted:
             return dataclasses.replace(first, status="UNKNOWN" if first.values is None else "FEASIBLE",
@@ -173,9 +209,10 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
         res = _solve_one(inst, plan, components, seconds - spent, workers, seed, on_solution, log, cutoff,
                          on_bound, control, on_model, energy_unit,
                          None if det_seconds is None else det_seconds - first.deterministic_time,
-                         hint=first.named_solution)
+                         hint=first.named_solution, build=build)
         res = dataclasses.replace(res, seconds=res.seconds + first.seconds,
                                   build_seconds=res.build_seconds + first.build_seconds,
+                                  build_ops=res.build_ops + first.build_ops,
                                   conflicts=res.conflicts + first.conflicts, branches=res.branches + first.branches,
                                   deterministic_time=res.deterministic_time + first.deterministic_time)
         if res.values is None and first.values is not None:   # the flat mapping is a tree mapping too
@@ -183,21 +220,45 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
                                       latency_cycles=first.latency_cycles, mapping=first.mapping)
         return res
     return _solve_one(inst, plan, components, seconds, workers, seed, on_solution, log, cutoff, on_bound, control,
-                      on_model, energy_unit, det_seconds)
+                      on_model, energy_unit, det_seconds, build=build)
 
 
 def _solve_one(inst: Instance, plan, components: list[str], seconds: float, workers: int, seed: int,
                on_solution=None, log=None, cutoff: Optional[int] = None, on_bound=None,
                control: Optional[Control] = None, on_model=None, energy_unit: int = 1,
-               det_seconds: Optional[float] = None, hint: Optional[dict] = None) -> SegmentResult:
-    """One model of one segment (`solve_segment`); `hint`: variable name -> value, a solution hint."""
+               det_seconds: Optional[float] = None, hint: Optional[dict] = None,
+               build: Optional[tuple] = None) -> SegmentResult:
+    """One model of one segment (`solve_segment`): `_solve_model`, with the model's building operations counted in
+    the result (`build_ops`, work the search charges with a deterministic budget)."""
+    built: dict = {}
+    r = _solve_model(inst, plan, components, seconds, workers, seed, on_solution, log, cutoff, on_bound, control,
+                     on_model, energy_unit, det_seconds, hint, build, built)
+    return dataclasses.replace(r, build_ops=built["ops"]) if "ops" in built else r
+
+
+def _solve_model(inst: Instance, plan, components: list[str], seconds: float, workers: int, seed: int,
+               on_solution=None, log=None, cutoff: Optional[int] = None, on_bound=None,
+               control: Optional[Control] = None, on_model=None, energy_unit: int = 1,
+               det_seconds: Optional[float] = None, hint: Optional[dict] = None,
+               build: Optional[tuple] = None, built: Optional[dict] = None) -> SegmentResult:
+    """One model of one segment (`solve_segment`); `hint`: variable name -> value, a solution hint. `seconds`
+    counts the model's building too (a model that takes long to build leaves less time to solve it)."""
     names, fusion, top = plan
     fname = inst.architecture.levels[fusion].name if fusion is not None else None
     t0 = time.perf_counter()
     try:
-        sm, exprs = build_segment(inst, plan, energy_unit, tuple(components))
+        with build_limit(*(build or (None, None))):
+            sm, exprs = build_segment(inst, plan, energy_unit, tuple(components))
+    except BuildTooLong as exc:   # no model in time: the search keeps the segment's seed and floor
+        return SegmentResult(names, fname, "UNKNOWN", None, (0,), build_seconds=time.perf_counter() - t0,
+                             why=f"segment {'+'.join(names)}: {exc}", source="unbuilt", build_ops=exc.ops)
     except Infeasible as exc:
         return SegmentResult(names, fname, "INFEASIBLE", None, (0,), why=str(exc))
+    except Unrepresentable as exc:   # no model: the search keeps the segment's seed and floor (bound 0 here)
+        return SegmentResult(names, fname, "UNKNOWN", None, (0,), build_seconds=time.perf_counter() - t0,
+                             why=str(exc), source="unrepresentable")
+    if built is not None:
+        built["ops"] = sm.x.ops
     if cutoff is not None:
         if cutoff < 0:
             return SegmentResult(names, fname, "PRUNED", None, (cutoff + 1,))
@@ -225,7 +286,7 @@ def _solve_one(inst: Instance, plan, components: list[str], seconds: float, work
     det_used = 0.0
     solved = False     # an interrupt can land before the first solve: then CP-SAT has no response to ask
     for k, comp in enumerate(components):
-        left = seconds - (time.perf_counter() - t1)
+        left = seconds - (time.perf_counter() - t0)
         sm.m.minimize(exprs[comp])
         if on_model and k == 0:
             on_model(sm.m, size)
