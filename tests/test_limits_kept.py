@@ -180,3 +180,24 @@ def test_validate_says_up_front_what_cp_sat_cannot_prove(tmp_path):
     proc = cli("validate", tmp_path / "i.json")
     assert proc.returncode == 0, proc.stderr
     assert "note: einsum Z: too large for CP-SAT's 64-bit integers" in proc.stdout
+
+
+def test_bounds_of_plans_never_reached_stay_below_the_true_optimum(monkeypatch):
+    """Cut short at tiny deterministic budgets, the search's bound must still be a lower bound of the optimum the
+    enumerator finds, whether the plans it never reached are listed with their floors or (as beyond
+    LIST_UNREACHED) bounded together by the compute energy every grouping spends (paths.py `Unreached`)."""
+    import mapsolve.solver.search as search
+    from mapsolve.solver import enumerate as en
+    from mapsolve.solver.segment_solve import flat
+    for n in (2, 3):
+        d = json.loads(chain(n).model_dump_json())
+        d["workload"]["ranks"] = {"M": 4, "K": 2, "N": 4}
+        inst = flat(_inst(d))
+        optimum = en.enumerate_optimum(inst, "energy", max_candidates=None).objective[0]
+        for listed in (True, False):
+            monkeypatch.setattr(search, "LIST_UNREACHED", 5000 if listed else 0)
+            for det in (0.0001, 0.01):
+                res = solve(inst, "energy", workers=1, seed=0, deterministic_time=det)
+                _valid(inst, res)
+                assert res.best_bound[0] <= optimum <= res.objective[0], (n, listed, det, res.best_bound, optimum)
+                assert listed or res.status == "OPTIMAL" or "not reached" in res.diagnosis
