@@ -12,8 +12,8 @@ from typing import Optional
 
 import typer
 
-from .app import (write_atomically, check_output_path, check_run_options, with_nesting, EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SOLUTION, app, fail,
-                  load_instance_or_fail)
+from .app import (EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SOLUTION, app,
+                  check_output_path, check_run_options, fail, load_instance_or_fail, with_nesting, write_atomically)
 from .report import print_result
 
 

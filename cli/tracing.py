@@ -51,28 +51,20 @@ class SearchOutputs:
             return False
 
     def _drop(self, flag: str) -> None:
-        """Stop writing the output of `flag` (its file keeps what was flushed before the error)."""
-        fh = self.trace.fh if flag == "--trace" and self.trace else self.log_fh if flag == "--solver-log" else None
+        """Stop writing the output of `flag`. A trace is cut back to its last whole record (a full disk can leave
+        one half written), so it stays valid JSON Lines / CSV; a log keeps what was flushed."""
+        path = self.trace.path if flag == "--trace" and self.trace else None
+        fh = self.trace.fh if path is not None else self.log_fh if flag == "--solver-log" else None
         if flag == "--trace":
-            path, self.trace = self.trace.path if self.trace else None, None
-            try:   # cut a record the full disk left half written: the trace stays valid JSON Lines / CSV
-                if fh is not None:
-                    fh.close()
-            except OSError:
-                pass
-            fh = None
-            try:
-                if path is not None:
-                    os.truncate(path, self.trace_bytes)
-            except OSError:
-                pass
+            self.trace = None
         elif flag == "--solver-log":
             self.log_fh = None
-        try:
-            if fh is not None:
-                fh.close()
-        except OSError:
-            pass
+        for step in (lambda: fh is not None and fh.close(),
+                     lambda: path is not None and os.truncate(path, self.trace_bytes)):
+            try:
+                step()
+            except OSError:
+                pass
 
     def _write_trace(self, record: dict) -> None:
         if self.trace and self._guard("--trace", lambda: self.trace.write(record)):

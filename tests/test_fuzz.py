@@ -65,18 +65,20 @@ def check_instance(mut: fz.Mutation, tmp: Path) -> None:
 @given(data=st.data())
 def test_instance_mutations(data, tmp_path: Path) -> None:
     """Any JSON position of a shipped instance: extreme values, deletions, unknown keys, list edits, renames."""
-    ch = fz.Chooser(data)
-    base = ch.choice(INSTANCE_NAMES, "instance")
-    check_instance(fz.stacked(ch, base, [fz.generic]), tmp_path)
+    check_instance(_mutated_instance(data, fz.generic), tmp_path)
 
 
 @fuzz(250)
 @given(data=st.data())
 def test_instance_numeric_fields(data, tmp_path: Path) -> None:
     """Numeric extremes on rank bounds, capacities, bandwidths, per_cycle, meshes, energies, widths, solver."""
+    check_instance(_mutated_instance(data, fz.numeric), tmp_path)
+
+
+def _mutated_instance(data, mutation):
+    """A shipped instance chosen by hypothesis, with 1-3 `mutation`s applied."""
     ch = fz.Chooser(data)
-    base = ch.choice(INSTANCE_NAMES, "instance")
-    check_instance(fz.stacked(ch, base, [fz.numeric]), tmp_path)
+    return fz.stacked(ch, ch.choice(INSTANCE_NAMES, "instance"), [mutation])
 
 
 @fuzz(350)
