@@ -17,8 +17,11 @@ from __future__ import annotations
 import dataclasses
 
 import itertools
+import multiprocessing
 import os
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from math import prod
 from typing import Callable, Optional
@@ -333,7 +336,7 @@ def _shared_loop(info: PlanInfo, level: str, key: str, factor: int, run: frozens
 
 
 def _one_plan(inst, plan, comps, prune, obj, limit, stats, tick):
-    """(info-like, (value, (einsum mappings, group))) of one segment plan, or None (no unit, nothing fits)."""
+    """(_Picked plan, (value, (einsum mappings, group))) of one segment plan, or None (no unit, nothing fits)."""
     info = plan_info(inst, plan)
     if any(not info.units[e.name] for e in info.members):
         return None
@@ -356,9 +359,8 @@ PARALLEL_MIN_WORK = 2_000_000
 
 def _workers(workers: Optional[int], n_plans: int, est: int) -> int:
     """Processes for the plans: `workers`, else the CPUs this process may use, when the work is worth it."""
-    import threading
     if n_plans < 2 or (workers is None and est < PARALLEL_MIN_WORK) or threading.active_count() > 1 \
-            or "fork" not in __import__("multiprocessing").get_all_start_methods():
+            or "fork" not in multiprocessing.get_all_start_methods():
         return 1
     if workers is None:
         try:
@@ -379,12 +381,9 @@ def _plans_in_parallel(inst, todo, comps, prune, obj, limit, stats, tick, n_work
     in plan order, so the shortest path (and every tie) is the same as in one process. Workers are forked (no
     start-up, no re-import of the caller's main module); `_workers` falls back to one process when other threads
     run, which a fork could catch holding a lock."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
     out = [None] * len(todo)
     with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork")) as pool:
         futures = {pool.submit(_plan_task, (inst, plan, comps, prune, obj, limit)): k for k, plan in enumerate(todo)}
-        from concurrent.futures import as_completed
         for f in as_completed(futures):
             result, st = f.result()
             out[futures[f]] = result
