@@ -40,6 +40,8 @@ class SegmentResult:
     #                                    floor (no model: pruned by its floor, or never reached), unrepresentable
     #                                    (numbers beyond CP-SAT's 64 bits), unbuilt (building went past its limit)
     build_ops: int = 0                 # building operations of its model (solver/exact.py), charged as work
+    attempts: int = 0                  # CP-SAT runs of its first objective (restarts, solver/restarts.py)
+    last_attempt: int = 0              # the index of the last of them (a warm-started model resumes there)
 
 
 @dataclass

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-import math
 import time
 from typing import Optional
 
@@ -13,6 +12,7 @@ from mapsolve.model.spec import Instance
 from mapsolve.model.views import run_dims
 
 from .exact import BuildTooLong, build_limit
+from .restarts import solve_with_restarts
 from .results import SegmentResult, SolverError
 from .segment import Infeasible, SegmentModel
 
@@ -30,11 +30,17 @@ SAFE_PARAMETERS = {
 
 # Measured (docs/solver-soundness.md): with the safe parameters, the LP relaxation costs more than it prunes on our
 # models; without it llm_4k energy is proven in 2.6 deterministic s instead of 69.7 (9.15 defaults, unsound: 3.5).
-SPEED_PARAMETERS = {"linearization_level": 0}
+# Conflict minimisation over the binary implication graph is off: our element tables give it ~10^5 binary clauses
+# and it took most of the wall time (perf: BinaryImplicationGraph::MarkDescendants 26 %, MinimizeConflictFirst 8 %)
+# while CP-SAT's deterministic clock barely counted it (20-50 wall s per deterministic s). Without it llm_4k's
+# QK+MX+SN+SD is proven in 1.0-7.9 s (seeds 0-3) instead of 29-98 s, and a 4096-point butterfly stage in 1.3 s
+# instead of > 140 s unproven (docs/solver-soundness.md, "Speed"). It only shortens learned clauses: sound.
+NO_BINARY_MINIMIZATION = {"binary_minimization_algorithm": "NO_BINARY_MINIMIZATION"}
+SPEED_PARAMETERS = {"linearization_level": 0, **NO_BINARY_MINIMIZATION}
 # Latency as the later stage of a lexicographic objective (energy fixed at its optimum) needs the LP to prove:
 # llm_4k energy,latency is proven in 6.8 deterministic s with it, not in 60 without (energy as the later stage is
 # the opposite: proven without, not in 60 s with it).
-LATENCY_LATER_STAGE_PARAMETERS = {"linearization_level": 1}
+LATENCY_LATER_STAGE_PARAMETERS = {"linearization_level": 1, **NO_BINARY_MINIMIZATION}
 
 ENERGY_LIMIT = 2**61  # the objective's Σ|coef|·ub stays well inside CP-SAT's int64
 
@@ -66,35 +72,31 @@ def coarser_unit(ub_fj: int) -> int:
     return unit
 
 
+def set_parameters(parameters, values: dict) -> None:
+    """Set CP-SAT parameters from a dict; an enum's value may be given by its name."""
+    for name, value in values.items():
+        if isinstance(value, str):
+            value = getattr(type(getattr(parameters, name)), value)
+        setattr(parameters, name, value)
+
+
 def _params(solver: cp_model.CpSolver, seconds: float, workers: int, seed: int, log=None,
-            det_seconds: Optional[float] = None, later_latency: bool = False) -> None:
+            det_seconds: Optional[float] = None, later_latency: bool = False, config: Optional[dict] = None) -> None:
+    """`config`: a restart's own settings (solver/restarts.py), over SPEED_PARAMETERS."""
     solver.parameters.max_time_in_seconds = max(seconds, 0.01)
-    if det_seconds is not None:
-        solver.parameters.max_deterministic_time = max(det_seconds, 0.001)
+    # (the solver object is reused across attempts and stages: an earlier deterministic limit must not linger)
+    solver.parameters.max_deterministic_time = float("inf") if det_seconds is None else max(det_seconds, 0.001)
     solver.parameters.num_workers = workers
     solver.parameters.random_seed = seed
-    for name, value in SAFE_PARAMETERS.items():
-        setattr(solver.parameters, name, value)
-    for name, value in (LATENCY_LATER_STAGE_PARAMETERS if later_latency else SPEED_PARAMETERS).items():
-        setattr(solver.parameters, name, value)
+    set_parameters(solver.parameters, SAFE_PARAMETERS)
+    set_parameters(solver.parameters, LATENCY_LATER_STAGE_PARAMETERS if later_latency else SPEED_PARAMETERS)
+    set_parameters(solver.parameters, config or {})
     # Ctrl-C belongs to the caller (it stops the whole cascade, not one segment): see Control
     solver.parameters.catch_sigint_signal = False
     if log is not None:
         solver.parameters.log_search_progress = True
         solver.parameters.log_to_stdout = False
         solver.log_callback = log
-
-
-class _Progress(cp_model.CpSolverSolutionCallback):
-    """Reports every new incumbent of a segment's search (value, bound, wall and deterministic time)."""
-
-    def __init__(self, expr, on_solution):
-        super().__init__()
-        self.expr = expr
-        self.on_solution = on_solution
-
-    def on_solution_callback(self) -> None:
-        self.on_solution(self.value(self.expr), self.best_objective_bound, self.wall_time, self.deterministic_time)
 
 
 class Control:
@@ -209,7 +211,7 @@ def _solve_segment(inst, plan, components, seconds, workers, seed, on_solution, 
         res = _solve_one(inst, plan, components, seconds - spent, workers, seed, on_solution, log, cutoff,
                          on_bound, control, on_model, energy_unit,
                          None if det_seconds is None else det_seconds - first.deterministic_time,
-                         hint=first.named_solution, build=build)
+                         hint=first.named_solution, build=build, first_attempt=first.last_attempt)
         res = dataclasses.replace(res, seconds=res.seconds + first.seconds,
                                   build_seconds=res.build_seconds + first.build_seconds,
                                   build_ops=res.build_ops + first.build_ops,
@@ -227,12 +229,12 @@ def _solve_one(inst: Instance, plan, components: list[str], seconds: float, work
                on_solution=None, log=None, cutoff: Optional[int] = None, on_bound=None,
                control: Optional[Control] = None, on_model=None, energy_unit: int = 1,
                det_seconds: Optional[float] = None, hint: Optional[dict] = None,
-               build: Optional[tuple] = None) -> SegmentResult:
+               build: Optional[tuple] = None, first_attempt: int = 0) -> SegmentResult:
     """One model of one segment (`solve_segment`): `_solve_model`, with the model's building operations counted in
     the result (`build_ops`, work the search charges with a deterministic budget)."""
     built: dict = {}
     r = _solve_model(inst, plan, components, seconds, workers, seed, on_solution, log, cutoff, on_bound, control,
-                     on_model, energy_unit, det_seconds, hint, build, built)
+                     on_model, energy_unit, det_seconds, hint, build, built, first_attempt)
     return dataclasses.replace(r, build_ops=built["ops"]) if "ops" in built else r
 
 
@@ -240,7 +242,8 @@ def _solve_model(inst: Instance, plan, components: list[str], seconds: float, wo
                on_solution=None, log=None, cutoff: Optional[int] = None, on_bound=None,
                control: Optional[Control] = None, on_model=None, energy_unit: int = 1,
                det_seconds: Optional[float] = None, hint: Optional[dict] = None,
-               build: Optional[tuple] = None, built: Optional[dict] = None) -> SegmentResult:
+               build: Optional[tuple] = None, built: Optional[dict] = None,
+               first_attempt: int = 0) -> SegmentResult:
     """One model of one segment (`solve_segment`); `hint`: variable name -> value, a solution hint. `seconds`
     counts the model's building too (a model that takes long to build leaves less time to solve it)."""
     names, fusion, top = plan
@@ -284,25 +287,33 @@ def _solve_model(inst: Instance, plan, components: list[str], seconds: float, wo
     t1 = time.perf_counter()
     pre: dict = {}
     det_used = 0.0
-    solved = False     # an interrupt can land before the first solve: then CP-SAT has no response to ask
+    conflicts = branches = 0
+    tried = (0, 0)
     for k, comp in enumerate(components):
-        left = seconds - (time.perf_counter() - t0)
-        sm.m.minimize(exprs[comp])
-        if on_model and k == 0:
-            on_model(sm.m, size)
-        _params(solver, left, workers, seed, log, None if det_seconds is None else det_seconds - det_used,
-                later_latency=k > 0 and comp == "latency")
         if control is not None and control.interrupted:
             break
-        cb = _Progress(exprs[comp], on_solution) if on_solution and k == 0 else None
-        status = solver.solve(sm.m, cb) if cb else solver.solve(sm.m)
-        solved = True
-        det_used += solver.deterministic_time
-        if k == 0:
-            resp = solver.response_proto
-            pre = {"booleans": resp.num_booleans, "integers": resp.num_integers,
-                   "fixed_booleans": resp.num_fixed_booleans}
 
+        def configure(wall, det, config, attempt_seed, k=k, comp=comp):
+            _params(solver, wall, workers, attempt_seed, log, det,
+                    later_latency=k > 0 and comp == "latency", config=config if k == 0 else None)
+
+        def wall_left():
+            return seconds - (time.perf_counter() - t0)
+
+        if on_model and k == 0:
+            on_model(sm.m, size)
+        out = solve_with_restarts(solver, sm.m, comp, exprs, configure, wall_left,
+                                  None if det_seconds is None else det_seconds - det_used, seed,
+                                  on_solution if k == 0 else None,
+                                  lambda: control is not None and control.interrupted, restarts=k == 0,
+                                  first=first_attempt if k == 0 else 0)
+        det_used += out.det
+        conflicts += out.conflicts
+        branches += out.branches
+        if k == 0:
+            pre = out.presolve
+            tried = (out.attempts, out.last)
+        status = out.status
         if status == cp_model.INFEASIBLE and k == 0 and cutoff is not None:
             return SegmentResult(names, fname, "PRUNED", None, (cutoff + 1,), seconds=time.perf_counter() - t1,
                                  build_seconds=build, model_size=size, presolve=pre,
@@ -313,26 +324,24 @@ def _solve_model(inst: Instance, plan, components: list[str], seconds: float, wo
                                  presolve=pre, deterministic_time=det_used)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             if k == 0:
-                return SegmentResult(names, fname, "UNKNOWN", None,
-                                     (max(0, math.floor(solver.best_objective_bound)),),
+                return SegmentResult(names, fname, "UNKNOWN", None, (out.bound,),
                                      seconds=time.perf_counter() - t1, build_seconds=build, model_size=size,
                                      presolve=pre, deterministic_time=det_used)
             status_name = "FEASIBLE"  # the second stage did not finish: keep the first stage's solution
             break
-        value = solver.value(exprs[comp])
+        value = out.values[comp]
         if k == 0:
-            first_bound = value if status == cp_model.OPTIMAL else max(0, math.floor(solver.best_objective_bound))
+            first_bound = value if status == cp_model.OPTIMAL else out.bound
         if status != cp_model.OPTIMAL:
             status_name = "FEASIBLE"
-        solution = {i: solver.value(sm.m.get_int_var_from_proto_index(i))
-                    for i in range(len(sm.m.proto.variables))}
+        solution = out.solution
         names_ = [v.name for v in sm.m.proto.variables]
         repeated = {nm for nm, c in Counter(names_).items() if c > 1}   # names shared by candidates: no hint
         named = {names_[i]: v for i, v in solution.items() if names_[i] and names_[i] not in repeated}
         mapping = sm.decode(lambda v: _lookup(solution, v))
-        values = tuple(solver.value(exprs[c]) for c in components)
-        energy = solver.value(exprs["energy"]) if "energy" in exprs else None
-        latency = solver.value(exprs["latency"]) if "latency" in exprs else None
+        values = tuple(out.values[c] for c in components)
+        energy = out.values.get("energy")
+        latency = out.values.get("latency")
         if status != cp_model.OPTIMAL or k + 1 == len(components):
             break
         sm.m.add(exprs[comp] == value)
@@ -343,10 +352,10 @@ def _solve_model(inst: Instance, plan, components: list[str], seconds: float, wo
         status_name = "UNKNOWN"
     return SegmentResult(names, fname, status_name, values, (first_bound,), energy, latency, mapping,
                          time.perf_counter() - t1, build, model_size=size,
-                         conflicts=solver.num_conflicts if solved else 0,
-                         branches=solver.num_branches if solved else 0,
+                         conflicts=conflicts, branches=branches,
                          deterministic_time=det_used, presolve=pre,
-                         named_solution=named if values is not None else {})
+                         named_solution=named if values is not None else {}, attempts=tried[0],
+                         last_attempt=tried[1])
 
 
 def _lookup(solution: dict[int, int], v) -> int:

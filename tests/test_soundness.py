@@ -19,7 +19,7 @@ from mapsolve.solver import solve
 from mapsolve.solver.certify import (CertificationError, Certificate, batch_rank, certified, replicate,
                                      with_rank_bound)
 from mapsolve.solver.construct import constructive_mapping
-from mapsolve.solver.segment_solve import SAFE_PARAMETERS, SPEED_PARAMETERS
+from mapsolve.solver.segment_solve import SAFE_PARAMETERS, SPEED_PARAMETERS, set_parameters
 
 CASES = Path(__file__).parent / "cases" / "soundness"
 sys.path.insert(0, str(CASES))
@@ -33,8 +33,7 @@ def _solve_model(model, obj, params: dict):
     s = cp_model.CpSolver()
     s.parameters.num_workers = 1
     s.parameters.random_seed = 0
-    for k, v in params.items():
-        setattr(s.parameters, k, v)
+    set_parameters(s.parameters, params)
     st = s.solve(model)
     return s.status_name(st), (s.value(obj) if st in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None)
 
