@@ -1,4 +1,4 @@
-"""`mapsolve make attention` (instances of the papers' workloads and machines) and `mapsolve passes` (FuseMax's
+"""`mapsolve make attention|butterfly` (instances of the papers' workloads and machines) and `mapsolve passes` (FuseMax's
 pass analysis of every cascade of an instance)."""
 from __future__ import annotations
 
@@ -31,11 +31,38 @@ def make_attention(
     out: Path = typer.Option(..., "-o", "--out", help="Instance JSON file to write."),
 ) -> None:
     """One attention layer (all heads) as 1-, 2- and/or 3-pass Einsum cascades (FuseMax)."""
+    from mapsolve.model.make import attention
+    _write(out, lambda: attention(model, seq, batch, arch, cascade, decode, tile, objective))
+
+
+@make_app.command("butterfly")
+def make_butterfly(
+    n: int = typer.Option(..., "--n", help="Points mixed along the sequence (a power of two; also the sequence "
+                          "length when only the hidden dimension is mixed)."),
+    batch: int = typer.Option(1, "--batch", help="Batch size."),
+    hidden: int = typer.Option(..., "--hidden", help="Hidden channels (a power of two when mixed)."),
+    radix: int = typer.Option(2, "--radix", help="Points per butterfly block (a power of two): stages = "
+                              "log_radix of the mixed size."),
+    mix: str = typer.Option("seq", "--mix", help="seq, hidden, or both (sequence stages, then hidden stages)."),
+    weights: str = typer.Option("learned", "--weights", help="learned (every block its own weights) or fft "
+                                "(fixed twiddles, complex data)."),
+    arch: str = typer.Option("dataflow-array", "--arch", help="dataflow-array, fusemax-cloud, flat-cloud, "
+                             "flat-edge, tileflow-edge, tileflow-cloud, tpu-v4i."),
+    objective: str = typer.Option("energy", "--objective", help="The instance's default objective."),
+    out: Path = typer.Option(..., "-o", "--out", help="Instance JSON file to write."),
+) -> None:
+    """One butterfly mixing layer as a cascade of stage Einsums (model/butterfly.py)."""
+    from mapsolve.model.make import butterfly
+    _write(out, lambda: butterfly(n, batch, hidden, radix, arch, mix, weights, objective))
+
+
+def _write(out: Path, make) -> None:
+    """Build an instance with `make()` and write it, with one-line errors."""
     from pydantic import ValidationError
     from mapsolve.model.load import one_line
-    from mapsolve.model.make import MakeError, attention
+    from mapsolve.model.make import MakeError
     try:
-        inst = attention(model, seq, batch, arch, cascade, decode, tile, objective)
+        inst = make()
     except MakeError as exc:
         fail(str(exc))
     except ValidationError as exc:
@@ -45,7 +72,7 @@ def make_attention(
     except OSError as exc:
         fail(f"-o {out}: cannot write: {exc.strerror or exc}")
     typer.echo(f"{out}: {inst.name} — {', '.join(n for n, _ in inst.workload.alternatives())}; "
-               f"ranks {inst.workload.ranks}")
+               f"{len(inst.workload.einsums)} einsums; ranks {inst.workload.ranks}")
 
 
 @app.command("passes")

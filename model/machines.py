@@ -95,6 +95,24 @@ ARCHS["tpu-v4i"] = (tpu_v4i, "TPU v4i-like as FFM models it (Sheng et al.; FFM a
                     "0.249 / 0.293, MAC 0.084. Assumed: add and max cost a MAC, div 4 MACs, exp 7 MACs (at 1/7 "
                     "per cycle), 2048 words/cycle buffers, 64-word registers, a 128-lane vector unit per core.")
 
+def dataflow_array() -> Architecture:
+    """A reconfigurable dataflow array in the spirit of the butterfly paper (arXiv 2411.00734): 16 PE groups, each
+    with a local buffer, an 8x8 MAC array and an 8-lane vector unit, under a shared buffer and LPDDR4x DRAM."""
+    return _two_arrays(8, 8, 2**19, words_per_cycle(51_200_000_000, 1000, 16), 256, 64, 1000, cores=16,
+                       core_words=2**14)
+
+
+ARCHS["dataflow-array"] = (dataflow_array, "A reconfigurable dataflow array after the butterfly paper (Wu et al., "
+                           "'Multilayer Dataflow: Orchestrate Butterfly Sparsity to Accelerate Attention "
+                           "Computation', arXiv 2411.00734, 2024), whose array parameters are not public: every "
+                           "number here is an assumption. 16 PE groups (level CORE, a 32 KiB local buffer each) of "
+                           "8x8 MAC PEs (unit mac2d, 64-word registers) beside an 8-lane vector unit (unit vec1d) "
+                           "per group: 1024 MACs, 2.05 TMAC/s at 1 GHz; a 1 MiB shared buffer (GLB, 256 "
+                           "words/cycle); LPDDR4x DRAM at 51.2 GB/s (the memory of the Jetson Xavier NX the paper "
+                           "compares against), 16-bit words. Streaming between PE groups is not modelled as such: "
+                           "a fused group's intermediates stay in a buffer (a group's local buffer, or the shared "
+                           "one), and cross-group forwarding counts as traffic of that buffer.")
+
 #: name -> (heads, head dim, KV heads, source)
 MODELS = {
     "bert": (12, 64, 12, "BERT-base (hidden 768, 12 heads, head dim 64)"),

@@ -61,3 +61,61 @@ def attention(model: str, seq: int, batch: int = 1, arch: str = "fusemax-cloud",
     name = f"{model}_{arch}_{'dec' if decode else 'seq'}{seq}_b{batch}_{cascades}"
     return Instance(name=name, description=text, workload=wl, architecture=architecture,
                     solver={"objective": objective})
+
+
+MIXES = ("seq", "hidden", "both")
+
+
+def butterfly_workload(n: int, batch: int, hidden: int, radix: int = 2, mix: str = "seq",
+                       weights: str = "learned", word_bits: int = 16) -> Workload:
+    """One butterfly mixing layer Y = B_s ⋯ B_1 X over the sequence (n points), the hidden dimension, or both
+    (sequence stages, then hidden stages: FNet/FABNet-style 2-D mixing); model/butterfly.py."""
+    from .butterfly import butterfly_stages, digits, stage_ranks
+    if mix not in MIXES:
+        raise MakeError(f"--mix: {mix!r} is not one of {', '.join(MIXES)}")
+    if weights not in ("learned", "fft"):
+        raise MakeError(f"--weights: {weights!r} is not learned or fft")
+    if batch < 1 or hidden < 1 or n < 1:
+        raise MakeError("--n, --batch and --hidden must be positive")
+    try:
+        seq = digits("N", n, radix) if mix in ("seq", "both") else None
+        hid = digits("H", hidden, radix) if mix in ("hidden", "both") else None
+    except ValueError as exc:
+        raise MakeError(f"--n/--hidden/--radix: {exc}") from None
+    ranks: dict[str, int] = {"B": batch}
+    n_part = list(seq.names) if seq else ["P"]
+    h_part = list(hid.names) if hid else ["D"]
+    if not seq:
+        ranks["P"] = n
+    if not hid:
+        ranks["D"] = hidden
+    einsums = []
+    if seq:
+        ranks.update(stage_ranks(seq, weights))
+        einsums += butterfly_stages("X", "Y" if not hid else "MS", "M", ["B"], seq, h_part, weights)
+    if hid:
+        ranks.update(stage_ranks(hid, weights))
+        einsums += butterfly_stages("MS" if seq else "X", "Y", "M", ["B", *n_part], hid, [], weights)
+    return Workload(ranks=ranks, word_bits=word_bits, einsums=einsums)
+
+
+def butterfly(n: int, batch: int = 1, hidden: int = 64, radix: int = 2, arch: str = "dataflow-array",
+              mix: str = "seq", weights: str = "learned", objective: str = "energy") -> Instance:
+    """One butterfly layer (`butterfly_workload`) on one of the papers' machines."""
+    if arch not in ARCHS:
+        raise MakeError(f"--arch: unknown architecture {arch!r} (one of {', '.join(ARCHS)})")
+    wl = butterfly_workload(n, batch, hidden, radix, mix, weights)
+    build, arch_text = ARCHS[arch]
+    stages = len(wl.einsums)
+    what = {"seq": f"over the sequence ({n} points)", "hidden": f"over the hidden dimension ({hidden})",
+            "both": f"over the sequence ({n}) and then the hidden dimension ({hidden})"}[mix]
+    kind = ("learned butterfly: every R x R block its own weights, shared over batch and channels" if weights ==
+            "learned" else "FFT with fixed twiddles: complex data as a rank C of 2 (real, imaginary), one complex "
+            "MAC counted as 4 real MACs, twiddles depending on the digits below the stage")
+    text = (f"One butterfly mixing layer {what}, batch {batch}, hidden {hidden}: {stages} stages of radix {radix} "
+            f"(the index written as digits, stage l mixing digit l in independent blocks; {kind}). After the "
+            f"butterfly-sparsity paper (Wu et al., arXiv 2411.00734, 2024; ../shared/notes/papers.md); "
+            f"model/butterfly.py, docs/butterfly.md. Architecture: {arch_text} Numbers: {E45_SOURCE}.")
+    name = f"butterfly_{mix}_n{n}_d{hidden}_b{batch}_r{radix}_{weights}_{arch}"
+    return Instance(name=name, description=text, workload=wl, architecture=build(),
+                    solver={"objective": objective})

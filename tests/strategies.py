@@ -25,6 +25,7 @@ from hypothesis import assume, strategies as st
 
 from mapsolve.model.cascades import one_pass, two_pass
 from mapsolve.model.online import lock_step, lock_step_ranges, reads_final
+from mapsolve.model.views import incompatibility
 from mapsolve.model.spec import (Architecture, ComputeUnit, Einsum, EinsumMapping, FusedGroup, Instance, Level,
                                  LevelMapping, Loop, Mapping, Mesh, OpCost, SharedLoop, SpatialLoop, TensorFormat,
                                  TensorRef, Workload)
@@ -344,11 +345,13 @@ def _budget_ok(inst, path, unit, per_pos) -> bool:
 
 
 @st.composite
-def mappings(draw, inst: Instance, allow_invalid: bool = True, nested: bool = False, online: bool = False) -> Mapping:
+def mappings(draw, inst: Instance, allow_invalid: bool = True, nested: bool = False, online: bool = False,
+             views: bool = False) -> Mapping:
     """A random valid mapping (or, with `allow_invalid`, sometimes one fusing across a reduction); `nested`: fused
     groups of two or more also get shared loops enclosing only a contiguous run of their members (a tree);
     `online`: Einsums that must step in lock step (a recurrence and its running readers) are mostly put in one
-    group whose shared loops cover the carried rank (`_lock_step_loops`)."""
+    group whose shared loops cover the carried rank (`_lock_step_loops`). `views`: a shared loop over a rank name
+    that tiles a tensor differently in two members (a view renames it) is mostly left out (model/views.py)."""
     wl, arch = inst.workload, inst.architecture
     einsums = list(wl.einsums)
     names = [e.name for e in einsums]
@@ -386,7 +389,7 @@ def mappings(draw, inst: Instance, allow_invalid: bool = True, nested: bool = Fa
             len(chunk) == 1 and draw(st.integers(0, 9)) == 0
         g = None
         if fuse:
-            g = _plan_group(draw, inst, chunk, unit_of, consumers, producer, allow_invalid, nested, online)
+            g = _plan_group(draw, inst, chunk, unit_of, consumers, producer, allow_invalid, nested, online, views)
         if g is None:
             groups.extend({"einsums": [nm], "fused": False} for nm in chunk)
         else:
@@ -486,7 +489,7 @@ def _lock_step_loops(draw, inst, chunk, above, lo, allow_invalid):
 
 
 def _plan_group(draw, inst: Instance, chunk: list[str], unit_of, consumers, producer, allow_invalid, nested=False,
-                online=False):
+                online=False, views=False):
     wl, arch = inst.workload, inst.architecture
     by_name = {e.name: e for e in wl.einsums}
     paths = [arch.path(unit_of[nm]) for nm in chunk]
@@ -524,6 +527,10 @@ def _plan_group(draw, inst: Instance, chunk: list[str], unit_of, consumers, prod
             forbidden |= _reduced(e)
     stepped = {r for p, c, r in lock_step(wl) if p in chunk and c in chunk} if online else set()
     ok = sorted(common - forbidden - stepped)
+    if views:
+        members = [by_name[nm] for nm in chunk]
+        ok = [r for r in ok if incompatibility(members, {nm: r for nm in chunk}) is None
+              or allow_invalid and draw(st.integers(0, 3)) == 0]
     shared: list[tuple[int, str, int]] = []
     for r in ok:
         rest = wl.ranks[r]
@@ -812,3 +819,28 @@ def variant_workloads(draw) -> Workload:
     from mapsolve.model.spec import Variant
     return Workload(ranks=ranks, word_bits=draw(st.sampled_from([8, 16])), einsums=by[chosen[0]],
                     base_variant=chosen[0], variants=[Variant(name=n, einsums=by[n]) for n in chosen[1:]])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Butterfly cascades: digit ranks, one renamed per stage (views)
+# --------------------------------------------------------------------------------------------------------------
+@st.composite
+def butterfly_instances(draw) -> Instance:
+    """Tiny butterfly layers (model/make.py `butterfly_workload`): 4 or 8 points, radix 2 or 4, over the sequence,
+    the hidden dimension or both, learned blocks or FFT twiddles (complex), on random architectures."""
+    from mapsolve.model.make import butterfly_workload
+    mix = draw(st.sampled_from(["seq", "seq", "hidden", "both"]))
+    n = draw(st.sampled_from([4, 8]))
+    hidden = draw(st.sampled_from([2, 4])) if mix != "seq" else draw(st.sampled_from([1, 2, 3]))
+    if mix == "both":
+        n = 4
+    wl = butterfly_workload(n, draw(st.sampled_from([1, 2])), hidden, draw(st.sampled_from([2, 4])), mix,
+                            draw(st.sampled_from(["learned", "learned", "fft"])),
+                            word_bits=draw(st.sampled_from([8, 16])))
+    return Instance(name=f"butterfly-{mix}", workload=wl, architecture=draw(architectures(wl)))
+
+
+@st.composite
+def butterfly_cases(draw, allow_invalid: bool = True):
+    inst = draw(butterfly_instances())
+    return inst, draw(mappings(inst, allow_invalid=allow_invalid, nested=draw(st.booleans()), views=True))

@@ -60,9 +60,13 @@ def small_fused_instances(draw) -> Instance:
         levels[1] = levels[1].model_copy(update={"capacity_words": draw(st.integers(3, 24)), "capacity_bits": None,
                                                  "access_bits": None})
         arch = arch.model_copy(update={"levels": levels})
+    return _fusable(draw, "small", wl, arch)
+
+
+def _fusable(draw, name: str, wl, arch) -> Instance:
+    """The instance with a drawn objective, if some plan fuses and brute force stays within NESTED_LIMIT."""
     objective = draw(st.sampled_from(["energy", "energy", "latency", "energy,latency"]))
-    inst = Instance(name="small", workload=wl, architecture=arch,
-                    solver={"objective": objective, "time_limit_s": 30})
+    inst = Instance(name=name, workload=wl, architecture=arch, solver={"objective": objective, "time_limit_s": 30})
     assume(any(p.fusion is not None for p in plans(inst)))
     assume(en.estimate(inst, False, NESTED_LIMIT) <= NESTED_LIMIT)
     return inst
@@ -274,3 +278,24 @@ def test_plans_enumerated_in_parallel_give_the_same_answer():
         assert (one.objective, one.candidates, one.evaluated, one.kept, one.plans) == \
                (two.objective, two.candidates, two.evaluated, two.kept, two.plans)
         assert one.mapping == two.mapping
+
+
+@st.composite
+def small_butterfly_instances(draw) -> Instance:
+    """Butterfly layers of 4 points (two radix-2 stages, each reading the other's output as a view) with 1 or 2
+    hidden channels (or 2-D mixing of 4 x 2), learned blocks, on small random architectures where fusing the
+    stages is possible. (FFT layers add two ranks: too many candidates for brute force; the simulator test
+    covers them.)"""
+    from mapsolve.model.make import butterfly_workload
+    mix = draw(st.sampled_from(["seq", "seq", "both"]))
+    wl = butterfly_workload(4, 1, draw(st.sampled_from([1, 2])) if mix == "seq" else 2, 2, mix, "learned")
+    return _fusable(draw, "small-butterfly", wl, draw(architectures(wl)))
+
+
+@settings(max_examples=15, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(small_butterfly_instances())
+def test_solver_equals_enumeration_butterfly(inst: Instance):
+    """Butterfly stages (digit ranks, views between stages, fusion over the digits a run leaves alone): CP-SAT, the
+    pruned enumerator and brute force agree."""
+    _solver_equals_enumeration(inst)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mapsolve.model import MappingError, analyze  # noqa: E402
 from mapsolve.model.spec import Instance, Mapping  # noqa: E402
 from simulator import COUNTERS, FusionAcrossReduction, simulate  # noqa: E402
-from strategies import cases, online_cases, readback_cases, renamings  # noqa: E402
+from strategies import butterfly_cases, cases, online_cases, readback_cases, renamings  # noqa: E402
 
 CASES = Path(__file__).parent / "cases"
 
@@ -485,4 +485,13 @@ def test_evaluator_matches_simulator_on_nested_groups(case):
 def test_evaluator_matches_simulator_on_online_cascades(case):
     """Recurrences stepped by the simulator (state carried step by step, running reads checked against the steps
     applied) against the evaluator's closed forms, on 1-pass and 2-pass attention and random online cascades."""
+    check(*case)
+
+
+@settings(max_examples=150, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(butterfly_cases())
+def test_evaluator_matches_simulator_on_butterfly_cascades(case):
+    """Butterfly layers (each stage reads the previous one's output with one digit renamed: a view) with random
+    fused groups and shared loops over the untouched digits: the simulator and the evaluator agree."""
     check(*case)
