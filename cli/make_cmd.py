@@ -1,4 +1,4 @@
-"""`mapsolve make attention|butterfly` (instances of the papers' workloads and machines) and `mapsolve passes` (FuseMax's
+"""`mapsolve make attention|butterfly|hybrid` (instances of the papers' workloads and machines) and `mapsolve passes` (FuseMax's
 pass analysis of every cascade of an instance)."""
 from __future__ import annotations
 
@@ -54,6 +54,27 @@ def make_butterfly(
     """One butterfly mixing layer as a cascade of stage Einsums (model/butterfly.py)."""
     from mapsolve.model.make import butterfly
     _write(out, lambda: butterfly(n, batch, hidden, radix, arch, mix, weights, objective))
+
+
+@make_app.command("hybrid")
+def make_hybrid(
+    blocks: int = typer.Option(4, "--blocks", help="Blocks in the stack."),
+    attention: int = typer.Option(1, "--attention", help="How many of them keep softmax attention."),
+    where: str = typer.Option("bottom", "--where", help="Where the attention blocks sit: bottom, top or middle."),
+    seq: int = typer.Option(256, "--seq", help="Sequence length (a power of two)."),
+    hidden: int = typer.Option(64, "--hidden", help="Hidden channels."),
+    heads: int = typer.Option(4, "--heads", help="Attention heads (dividing --hidden)."),
+    ffn: int = typer.Option(256, "--ffn", help="FFN channels."),
+    radix: int = typer.Option(16, "--radix", help="Butterfly radix over the sequence digits."),
+    batch: int = typer.Option(1, "--batch", help="Batch size."),
+    arch: str = typer.Option("dataflow-array", "--arch", help="dataflow-array, fusemax-cloud, flat-cloud, "
+                             "flat-edge, tileflow-edge, tileflow-cloud, tpu-v4i."),
+    objective: str = typer.Option("energy", "--objective", help="The instance's default objective."),
+    out: Path = typer.Option(..., "-o", "--out", help="Instance JSON file to write."),
+) -> None:
+    """A stack of butterfly-mixing blocks with a few softmax-attention blocks, mapped as one instance."""
+    from mapsolve.model.make import hybrid
+    _write(out, lambda: hybrid(blocks, attention, where, seq, hidden, heads, ffn, radix, batch, arch, objective))
 
 
 def _write(out: Path, make) -> None:

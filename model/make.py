@@ -119,3 +119,41 @@ def butterfly(n: int, batch: int = 1, hidden: int = 64, radix: int = 2, arch: st
     name = f"butterfly_{mix}_n{n}_d{hidden}_b{batch}_r{radix}_{weights}_{arch}"
     return Instance(name=name, description=text, workload=wl, architecture=build(),
                     solver={"objective": objective})
+
+
+PLACES = ("bottom", "top", "middle")
+
+
+def hybrid(blocks: int = 4, attention: int = 1, where: str = "bottom", seq: int = 256, hidden: int = 64,
+           heads: int = 4, ffn: int = 256, radix: int = 16, batch: int = 1, arch: str = "dataflow-array",
+           objective: str = "energy") -> Instance:
+    """A stack of `blocks` blocks, `attention` of them softmax attention placed at the bottom, top or middle, the
+    others butterfly token mixing (model/hybrid.py), mapped as one instance."""
+    from .butterfly import digits
+    from .hybrid import hybrid_einsums, hybrid_ranks
+    if arch not in ARCHS:
+        raise MakeError(f"--arch: unknown architecture {arch!r} (one of {', '.join(ARCHS)})")
+    if where not in PLACES:
+        raise MakeError(f"--where: {where!r} is not one of {', '.join(PLACES)}")
+    if not 1 <= blocks <= 64 or not 0 <= attention <= blocks:
+        raise MakeError("--blocks must be 1..64 and --attention 0..--blocks")
+    if min(batch, hidden, heads, ffn) < 1 or hidden % heads:
+        raise MakeError("--batch, --hidden, --heads, --ffn must be positive and --heads must divide --hidden")
+    try:
+        sd = digits("N", seq, radix)
+    except ValueError as exc:
+        raise MakeError(f"--seq/--radix: {exc}") from None
+    start = {"bottom": 0, "top": blocks - attention, "middle": (blocks - attention) // 2}[where]
+    kinds = ["attention" if start <= i < start + attention else "butterfly" for i in range(blocks)]
+    wl = Workload(ranks=hybrid_ranks(sd, batch, hidden, heads, ffn, attention > 0), word_bits=16,
+                  einsums=hybrid_einsums(kinds, sd))
+    build, arch_text = ARCHS[arch]
+    text = (f"A hybrid butterfly/attention stack after the butterfly paper's hybrid network (Wu et al., arXiv "
+            f"2411.00734, 2024): {blocks} blocks bottom to top {', '.join(kinds)}; sequence {seq} as "
+            f"{len(sd.names)} digits of radix {radix}, hidden {hidden}, {heads} heads of {hidden // heads}, FFN "
+            f"{ffn} with a ReLU (one max per element), batch {batch}. Attention is FuseMax's 3-pass cascade; every "
+            f"block has two residual adds. Not modelled: layer norms, biases, masking, positional encodings, "
+            f"GELU. model/hybrid.py, docs/butterfly.md. Architecture: {arch_text} Numbers: {E45_SOURCE}.")
+    name = f"hybrid_{blocks}x_att{attention}_{where}_n{seq}_d{hidden}_r{radix}_{arch}"
+    return Instance(name=name, description=text, workload=wl, architecture=build(),
+                    solver={"objective": objective})

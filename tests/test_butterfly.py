@@ -12,7 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from mapsolve.model.make import MakeError, butterfly, butterfly_workload  # noqa: E402
+from mapsolve.model import evaluate  # noqa: E402
+from mapsolve.model.make import MakeError, butterfly, butterfly_workload, hybrid  # noqa: E402
 from mapsolve.solver import solve  # noqa: E402
 from test_cli_errors import assert_input_error, cli  # noqa: E402
 
@@ -79,6 +80,11 @@ def test_make_butterfly_cli(tmp_path):
     assert_input_error(cli("make", "butterfly", "--n", "48", "--hidden", "8", "-o", tmp_path / "c.json"),
                        "--n", "power of two")
     assert not (tmp_path / "c.json").exists()
+    proc = cli("make", "hybrid", "--blocks", "3", "--attention", "1", "--where", "middle", "--seq", "64",
+               "--hidden", "16", "--heads", "2", "--ffn", "32", "--radix", "8", "-o", tmp_path / "h.json")
+    assert proc.returncode == 0, proc.stderr
+    assert cli("validate", tmp_path / "h.json").returncode == 0
+    assert_input_error(cli("make", "hybrid", "--where", "side", "-o", tmp_path / "i.json"), "--where")
 
 
 def _optimum(inst) -> int:
@@ -109,3 +115,42 @@ def test_batch_copies_cost_no_less_than_one_copy_each():
     twice is a valid mapping of it) and above it (twice the MACs, and every MAC costs energy)."""
     one, two = _optimum(butterfly(64, 1, 8, 8)), _optimum(butterfly(64, 2, 8, 8))
     assert one < two <= 2 * one
+
+
+@pytest.mark.parametrize("where, kinds", [("bottom", "abbb"), ("top", "bbba"), ("middle", "babb")])
+def test_hybrid_places_the_attention_blocks(where, kinds):
+    inst = hybrid(blocks=4, attention=1, where=where, seq=64, hidden=16, heads=2, ffn=32, radix=8)
+    names = [e.name for e in inst.workload.einsums]
+    got = "".join("a" if f"L{i}QK" in names else "b" for i in range(4))
+    assert got == kinds
+    # every block reads the previous block's output and writes the next one's input
+    for i in range(4):
+        assert any(t.tensor == f"X{i}" for e in inst.workload.einsums if e.name.startswith(f"L{i}")
+                   for t in e.inputs)
+        assert any(e.output.tensor == f"X{i + 1}" for e in inst.workload.einsums)
+
+
+def test_hybrid_counts_and_a_valid_mapping_at_once():
+    """Per block: a butterfly block's MACs are its stages' plus the FFN's; an attention block's the projections',
+    QK's and AV's. With almost no budget the mapper still returns a complete valid mapping of the whole stack."""
+    inst = hybrid(blocks=2, attention=1, where="top", seq=64, hidden=16, heads=2, ffn=32, radix=8)
+    wl = inst.workload
+    by_block = [sum(math.prod(wl.ranks[r] for r in e.space) for e in wl.einsums
+                    if e.name.startswith(f"L{i}") and e.op == "mac") for i in range(2)]
+    n, d, g = 64, 16, 32
+    ffn = 2 * n * d * g
+    assert by_block[0] == 2 * n * 8 * d + ffn
+    assert by_block[1] == 4 * n * d * d + 2 * n * n * d + ffn
+    res = solve(inst, "energy", workers=1, seed=0, deterministic_time=0.01, certify="cheap")
+    assert res.mapping is not None and res.status in ("OPTIMAL", "FEASIBLE")
+    ev = evaluate(inst, res.mapping)
+    assert (ev.energy_fj, ev.latency_cycles) == (res.energy_fj, res.latency_cycles)
+
+
+def test_hybrid_errors_name_the_argument():
+    with pytest.raises(MakeError, match="--where"):
+        hybrid(where="side")
+    with pytest.raises(MakeError, match="--heads"):
+        hybrid(hidden=10, heads=4)
+    with pytest.raises(MakeError, match="--attention"):
+        hybrid(blocks=2, attention=3)
