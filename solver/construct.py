@@ -50,6 +50,12 @@ class _Nest:
                 spatial=[SpatialLoop(rank=r, factor=f, axis=a) for r, f, a in self.spatial[pos] if f > 1]))
         return EinsumMapping(einsum=einsum, compute_unit=self.unit, levels=levels)
 
+    def key(self) -> tuple:
+        """What the evaluation depends on: the unit, the non-unit loops in order, the kept tensors."""
+        return (self.unit, tuple(tuple((r, f) for r, f in t if f > 1) for t in self.temporal),
+                tuple(tuple((r, f, a) for r, f, a in sp if f > 1) for sp in self.spatial),
+                tuple(tuple(sorted(k)) for k in self.keep))
+
 
 def single_einsum_instance(inst: Instance, name: str) -> Instance:
     """The instance restricted to one Einsum (its ranks, its tensors in may_keep/must_keep): an unfused
@@ -199,12 +205,22 @@ def _neighbours(inst: Instance, e, nest: _Nest):
             yield n
 
 
-def _cost(inst: Instance, name: str, nest: _Nest, component: str) -> Optional[tuple[int, int]]:
+def _cost(inst: Instance, name: str, nest: _Nest, component: str, seen: Optional[dict] = None
+          ) -> Optional[tuple[int, int]]:
+    """The nest's (component, other) cost, or None if invalid; `seen` memoises by `_Nest.key` (the local search
+    revisits ~20 % of its nests). The caller still counts a revisit as an evaluation: the search, and so the
+    mapping it returns, stay exactly as without the memo."""
+    key = nest.key() if seen is not None else None
+    if key is not None and key in seen:
+        return seen[key]
     try:
         res = evaluate(inst, Mapping(einsums=[nest.to_spec(name)]))
+        out = (res.energy_fj, res.latency_cycles) if component == "energy" else (res.latency_cycles, res.energy_fj)
     except MappingError:
-        return None
-    return (res.energy_fj, res.latency_cycles) if component == "energy" else (res.latency_cycles, res.energy_fj)
+        out = None
+    if key is not None:
+        seen[key] = out
+    return out
 
 
 def construct_einsum(inst: Instance, name: str, component: str = "energy",
@@ -218,6 +234,7 @@ def construct_einsum(inst: Instance, name: str, component: str = "energy",
     best: Optional[tuple[tuple[int, int], _Nest]] = None
     units = [u for u in sub.architecture.compute_units if e.op in u.ops]
     per_unit = max(max_evaluations // max(len(units), 1), 1)
+    seen: dict = {}
     for unit in units:
         # an evaluation costs about (levels on the path) x (tensors): 1 unit for tiny_matmul's 3 x 3
         cost_units = max(1.0, len(sub.architecture.path(unit.name)) * len(e.tensors) / 9)
@@ -235,7 +252,7 @@ def construct_einsum(inst: Instance, name: str, component: str = "energy",
         while improved and evaluations < per_unit and not (allowance is not None and allowance.spent()):
             improved = False
             for cand in _neighbours(sub, e, nest):
-                c = _cost(sub, name, cand, component)
+                c = _cost(sub, name, cand, component, seen)
                 evaluations += 1
                 if allowance is not None:
                     allowance.spend(cost_units)
