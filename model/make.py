@@ -11,6 +11,14 @@ class MakeError(ValueError):
     """A generator argument out of range: the message names it."""
 
 
+def machine(arch: str):
+    """(the architecture named `arch`, its description with sources and assumptions)."""
+    if arch not in ARCHS:
+        raise MakeError(f"--arch: unknown architecture {arch!r} (one of {', '.join(ARCHS)})")
+    build, text = ARCHS[arch]
+    return build(), text
+
+
 def attention_workload(ranks: dict[str, int], names, batch_ranks=("H",), gqa: bool = False,
                        word_bits: int = 16) -> Workload:
     """The cascades `names` over `ranks` (keys split M1·M0): the 1-pass one first when offered, the others its
@@ -28,15 +36,12 @@ def attention(model: str, seq: int, batch: int = 1, arch: str = "fusemax-cloud",
     if smaller); `cascades` is one of 1pass, 2pass, 3pass or all (1pass with the others as variants)."""
     if model not in MODELS:
         raise MakeError(f"--model: unknown model {model!r} (one of {', '.join(MODELS)})")
-    if arch not in ARCHS:
-        raise MakeError(f"--arch: unknown architecture {arch!r} (one of {', '.join(ARCHS)})")
+    architecture, arch_text = machine(arch)
     if seq < 1 or batch < 1:
         raise MakeError("--seq and --batch must be positive")
     names = list(CASCADES) if cascades == "all" else [cascades]
     if any(n not in CASCADES for n in names):
         raise MakeError(f"--cascade: {cascades!r} is not one of 1pass, 2pass, 3pass, all")
-    build, arch_text = ARCHS[arch]
-    architecture = build()
     side = architecture.levels[next(i for i, lv in enumerate(architecture.levels) if lv.name == "PE")].mesh.x
     m0 = tile or min(side, seq)
     if seq % m0:
@@ -102,10 +107,8 @@ def butterfly_workload(n: int, batch: int, hidden: int, radix: int = 2, mix: str
 def butterfly(n: int, batch: int = 1, hidden: int = 64, radix: int = 2, arch: str = "dataflow-array",
               mix: str = "seq", weights: str = "learned", objective: str = "energy") -> Instance:
     """One butterfly layer (`butterfly_workload`) on one of the papers' machines."""
-    if arch not in ARCHS:
-        raise MakeError(f"--arch: unknown architecture {arch!r} (one of {', '.join(ARCHS)})")
+    architecture, arch_text = machine(arch)
     wl = butterfly_workload(n, batch, hidden, radix, mix, weights)
-    build, arch_text = ARCHS[arch]
     stages = len(wl.einsums)
     what = {"seq": f"over the sequence ({n} points)", "hidden": f"over the hidden dimension ({hidden})",
             "both": f"over the sequence ({n}) and then the hidden dimension ({hidden})"}[mix]
@@ -117,7 +120,7 @@ def butterfly(n: int, batch: int = 1, hidden: int = 64, radix: int = 2, arch: st
             f"butterfly-sparsity paper (Wu et al., arXiv 2411.00734, 2024; ../shared/notes/papers.md); "
             f"model/butterfly.py, docs/butterfly.md. Architecture: {arch_text} Numbers: {E45_SOURCE}.")
     name = f"butterfly_{mix}_n{n}_d{hidden}_b{batch}_r{radix}_{weights}_{arch}"
-    return Instance(name=name, description=text, workload=wl, architecture=build(),
+    return Instance(name=name, description=text, workload=wl, architecture=architecture,
                     solver={"objective": objective})
 
 
@@ -131,8 +134,7 @@ def hybrid(blocks: int = 4, attention: int = 1, where: str = "bottom", seq: int 
     others butterfly token mixing (model/hybrid.py), mapped as one instance."""
     from .butterfly import digits
     from .hybrid import hybrid_einsums, hybrid_ranks
-    if arch not in ARCHS:
-        raise MakeError(f"--arch: unknown architecture {arch!r} (one of {', '.join(ARCHS)})")
+    architecture, arch_text = machine(arch)
     if where not in PLACES:
         raise MakeError(f"--where: {where!r} is not one of {', '.join(PLACES)}")
     if not 1 <= blocks <= 64 or not 0 <= attention <= blocks:
@@ -147,7 +149,6 @@ def hybrid(blocks: int = 4, attention: int = 1, where: str = "bottom", seq: int 
     kinds = ["attention" if start <= i < start + attention else "butterfly" for i in range(blocks)]
     wl = Workload(ranks=hybrid_ranks(sd, batch, hidden, heads, ffn, attention > 0), word_bits=16,
                   einsums=hybrid_einsums(kinds, sd))
-    build, arch_text = ARCHS[arch]
     text = (f"A hybrid butterfly/attention stack after the butterfly paper's hybrid network (Wu et al., arXiv "
             f"2411.00734, 2024): {blocks} blocks bottom to top {', '.join(kinds)}; sequence {seq} as "
             f"{len(sd.names)} digits of radix {radix}, hidden {hidden}, {heads} heads of {hidden // heads}, FFN "
@@ -155,5 +156,5 @@ def hybrid(blocks: int = 4, attention: int = 1, where: str = "bottom", seq: int 
             f"block has two residual adds. Not modelled: layer norms, biases, masking, positional encodings, "
             f"GELU. model/hybrid.py, docs/butterfly.md. Architecture: {arch_text} Numbers: {E45_SOURCE}.")
     name = f"hybrid_{blocks}x_att{attention}_{where}_n{seq}_d{hidden}_r{radix}_{arch}"
-    return Instance(name=name, description=text, workload=wl, architecture=build(),
+    return Instance(name=name, description=text, workload=wl, architecture=architecture,
                     solver={"objective": objective})
