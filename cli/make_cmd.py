@@ -70,11 +70,16 @@ def make_hybrid(
     arch: str = typer.Option("dataflow-array", "--arch", help="dataflow-array, fusemax-cloud, flat-cloud, "
                              "flat-edge, tileflow-edge, tileflow-cloud, tpu-v4i."),
     objective: str = typer.Option("energy", "--objective", help="The instance's default objective."),
+    ffn_mix: str = typer.Option("dense", "--ffn-mix", help="dense (two matmuls) or butterfly (each projection "
+                                "--ffn/--hidden stacked butterflies over the hidden digits)."),
+    ffn_radix: Optional[int] = typer.Option(None, "--ffn-radix", help="Radix of the hidden digits of a butterfly "
+                                            "FFN (default: --radix)."),
     out: Path = typer.Option(..., "-o", "--out", help="Instance JSON file to write."),
 ) -> None:
     """A stack of butterfly-mixing blocks with a few softmax-attention blocks, mapped as one instance."""
     from mapsolve.model.make import hybrid
-    _write(out, lambda: hybrid(blocks, attention, where, seq, hidden, heads, ffn, radix, batch, arch, objective))
+    _write(out, lambda: hybrid(blocks, attention, where, seq, hidden, heads, ffn, radix, batch, arch, objective,
+                               ffn_mix, ffn_radix))
 
 
 def _write(out: Path, make) -> None:

@@ -129,9 +129,10 @@ PLACES = ("bottom", "top", "middle")
 
 def hybrid(blocks: int = 4, attention: int = 1, where: str = "bottom", seq: int = 256, hidden: int = 64,
            heads: int = 4, ffn: int = 256, radix: int = 16, batch: int = 1, arch: str = "dataflow-array",
-           objective: str = "energy") -> Instance:
+           objective: str = "energy", ffn_mix: str = "dense", ffn_radix: int | None = None) -> Instance:
     """A stack of `blocks` blocks, `attention` of them softmax attention placed at the bottom, top or middle, the
-    others butterfly token mixing (model/hybrid.py), mapped as one instance."""
+    others butterfly token mixing (model/hybrid.py), mapped as one instance. `ffn_mix` "butterfly" factorises the
+    FFNs (hidden digits of `ffn_radix`, default `radix`; --ffn a multiple of --hidden)."""
     from .butterfly import digits
     from .hybrid import hybrid_einsums, hybrid_ranks
     architecture, arch_text = machine(arch)
@@ -145,16 +146,30 @@ def hybrid(blocks: int = 4, attention: int = 1, where: str = "bottom", seq: int 
         sd = digits("N", seq, radix)
     except ValueError as exc:
         raise MakeError(f"--seq/--radix: {exc}") from None
+    if ffn_mix not in ("dense", "butterfly"):
+        raise MakeError(f"--ffn-mix: {ffn_mix!r} is not dense or butterfly")
+    hd = None
+    if ffn_mix == "butterfly":
+        if ffn % hidden:
+            raise MakeError(f"--ffn {ffn} is not a multiple of --hidden {hidden} (a butterfly FFN stacks G/D "
+                            f"butterflies)")
+        try:
+            hd = digits("D", hidden, ffn_radix or radix)
+        except ValueError as exc:
+            raise MakeError(f"--hidden/--ffn-radix: {exc}") from None
     start = {"bottom": 0, "top": blocks - attention, "middle": (blocks - attention) // 2}[where]
     kinds = ["attention" if start <= i < start + attention else "butterfly" for i in range(blocks)]
-    wl = Workload(ranks=hybrid_ranks(sd, batch, hidden, heads, ffn, attention > 0), word_bits=16,
-                  einsums=hybrid_einsums(kinds, sd))
+    wl = Workload(ranks=hybrid_ranks(sd, batch, hidden, heads, ffn, attention > 0, hd), word_bits=16,
+                  einsums=hybrid_einsums(kinds, sd, hd, ffn // hidden))
+    ffn_text = (f"FFN {ffn} with a ReLU (one max per element)" if not hd else
+                f"butterfly-factorised FFN {ffn} (hidden as {len(hd.names)} digits of radix {ffn_radix or radix}, "
+                f"{ffn // hidden} stacked learned butterflies per projection) with a ReLU (one max per element)")
     text = (f"A hybrid butterfly/attention stack after the butterfly paper's hybrid network (Wu et al., arXiv "
             f"2411.00734, 2024): {blocks} blocks bottom to top {', '.join(kinds)}; sequence {seq} as "
-            f"{len(sd.names)} digits of radix {radix}, hidden {hidden}, {heads} heads of {hidden // heads}, FFN "
-            f"{ffn} with a ReLU (one max per element), batch {batch}. Attention is FuseMax's 3-pass cascade; every "
+            f"{len(sd.names)} digits of radix {radix}, hidden {hidden}, {heads} heads of {hidden // heads}, "
+            f"{ffn_text}, batch {batch}. Attention is FuseMax's 3-pass cascade; every "
             f"block has two residual adds. Not modelled: layer norms, biases, masking, positional encodings, "
             f"GELU. model/hybrid.py, docs/butterfly.md. Architecture: {arch_text} Numbers: {E45_SOURCE}.")
-    name = f"hybrid_{blocks}x_att{attention}_{where}_n{seq}_d{hidden}_r{radix}_{arch}"
+    name = f"hybrid_{blocks}x_att{attention}_{where}_n{seq}_d{hidden}_r{radix}{'_bffn' if hd else ''}_{arch}"
     return Instance(name=name, description=text, workload=wl, architecture=architecture,
                     solver={"objective": objective})

@@ -827,9 +827,13 @@ def variant_workloads(draw) -> Workload:
 @st.composite
 def butterfly_instances(draw) -> Instance:
     """Tiny butterfly layers (model/make.py `butterfly_workload`): 4 or 8 points, radix 2 or 4, over the sequence,
-    the hidden dimension or both, learned blocks or FFT twiddles (complex), on random architectures."""
+    the hidden dimension or both, learned blocks or FFT twiddles (complex); or a butterfly-factorised FFN
+    (model/hybrid.py `butterfly_ffn`: up stages broadcasting to FX copies, ReLU, down stages summing them); on
+    random architectures."""
     from mapsolve.model.make import butterfly_workload
-    mix = draw(st.sampled_from(["seq", "seq", "hidden", "both"]))
+    mix = draw(st.sampled_from(["seq", "seq", "hidden", "both", "ffn"]))
+    if mix == "ffn":
+        return draw(butterfly_ffn_instances())
     n = draw(st.sampled_from([4, 8]))
     hidden = draw(st.sampled_from([2, 4])) if mix != "seq" else draw(st.sampled_from([1, 2, 3]))
     if mix == "both":
@@ -838,6 +842,19 @@ def butterfly_instances(draw) -> Instance:
                             draw(st.sampled_from(["learned", "learned", "fft"])),
                             word_bits=draw(st.sampled_from([8, 16])))
     return Instance(name=f"butterfly-{mix}", workload=wl, architecture=draw(architectures(wl)))
+
+
+@st.composite
+def butterfly_ffn_instances(draw) -> Instance:
+    """A butterfly-factorised FFN alone: hidden 4 as digits of radix 2 or 4, 1 or 2 copies, 1 to 3 tokens."""
+    from mapsolve.model.butterfly import digits, stage_ranks
+    from mapsolve.model.hybrid import butterfly_ffn
+    tokens, expand = draw(st.sampled_from([1, 2, 3])), draw(st.sampled_from([1, 2]))
+    seq, hid = digits("N", 2, 2), digits("D", 4, draw(st.sampled_from([2, 4])))
+    ranks = {"B": tokens, "N0": 2, **stage_ranks(hid, "learned"), **({"FX": expand} if expand > 1 else {})}
+    wl = Workload(ranks=ranks, word_bits=draw(st.sampled_from([8, 16])), einsums=butterfly_ffn("F", "X", seq, hid,
+                                                                                              expand))
+    return Instance(name="butterfly-ffn", workload=wl, architecture=draw(architectures(wl)))
 
 
 @st.composite

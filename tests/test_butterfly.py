@@ -85,6 +85,14 @@ def test_make_butterfly_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert cli("validate", tmp_path / "h.json").returncode == 0
     assert_input_error(cli("make", "hybrid", "--where", "side", "-o", tmp_path / "i.json"), "--where")
+    proc = cli("make", "hybrid", "--blocks", "2", "--seq", "16", "--hidden", "8", "--heads", "1", "--ffn", "16",
+               "--radix", "16", "--ffn-mix", "butterfly", "--ffn-radix", "4", "-o", tmp_path / "f.json")
+    assert proc.returncode == 0, proc.stderr
+    assert cli("validate", tmp_path / "f.json").returncode == 0
+    assert "butterfly-factorised FFN" in json.loads((tmp_path / "f.json").read_text())["description"]
+    assert_input_error(cli("make", "hybrid", "--hidden", "16", "--ffn", "40", "--ffn-mix", "butterfly", "-o",
+                           tmp_path / "j.json"), "--ffn")
+    assert_input_error(cli("make", "hybrid", "--ffn-mix", "sparse", "-o", tmp_path / "j.json"), "--ffn-mix")
 
 
 def _optimum(inst) -> int:
@@ -147,6 +155,28 @@ def test_hybrid_counts_and_a_valid_mapping_at_once():
     assert (ev.energy_fj, ev.latency_cycles) == (res.energy_fj, res.latency_cycles)
 
 
+def test_hybrid_butterfly_ffn_counts_and_a_valid_mapping_at_once():
+    """A butterfly-factorised FFN (G = r·D: r butterflies over the hidden digits per projection) has
+    2·N·D·r·ΣR_l MACs instead of 2·N·D·G; the hidden dimension is digits in every block, so the blocks chain; the
+    mapper maps the stack at once."""
+    inst = hybrid(blocks=2, attention=1, where="top", seq=64, hidden=16, heads=2, ffn=32, radix=8,
+                  ffn_mix="butterfly", ffn_radix=4)
+    wl = inst.workload
+    assert "D" not in wl.ranks and "G" not in wl.ranks and (wl.ranks["D0"], wl.ranks["D1"], wl.ranks["FX"]) == (4, 4, 2)
+    by_block = [sum(math.prod(wl.ranks[r] for r in e.space) for e in wl.einsums
+                    if e.name.startswith(f"L{i}") and e.op == "mac") for i in range(2)]
+    n, d, r = 64, 16, 2
+    ffn = 2 * n * d * r * (4 + 4)
+    assert by_block[0] == 2 * n * 8 * d + ffn
+    assert by_block[1] == 4 * n * d * d + 2 * n * n * d + ffn
+    for i in range(2):
+        assert any(t.tensor == f"X{i}" for e in wl.einsums if e.name.startswith(f"L{i}") for t in e.inputs)
+    res = solve(inst, "energy", workers=1, seed=0, deterministic_time=0.01, certify="cheap")
+    assert res.mapping is not None and res.status in ("OPTIMAL", "FEASIBLE")
+    ev = evaluate(inst, res.mapping)
+    assert (ev.energy_fj, ev.latency_cycles) == (res.energy_fj, res.latency_cycles)
+
+
 def test_hybrid_errors_name_the_argument():
     with pytest.raises(MakeError, match="--where"):
         hybrid(where="side")
@@ -154,3 +184,5 @@ def test_hybrid_errors_name_the_argument():
         hybrid(hidden=10, heads=4)
     with pytest.raises(MakeError, match="--attention"):
         hybrid(blocks=2, attention=3)
+    with pytest.raises(MakeError, match="--ffn-radix"):
+        hybrid(hidden=64, ffn=128, ffn_mix="butterfly", ffn_radix=3)

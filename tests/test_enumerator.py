@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent))
 
 from mapsolve.model import analyze, load_instance  # noqa: E402
-from mapsolve.model.spec import Instance, Mapping  # noqa: E402
+from mapsolve.model.spec import Instance, Mapping, Workload  # noqa: E402
 from mapsolve.solver import solve  # noqa: E402
 from mapsolve.solver import enum_template as et  # noqa: E402
 from mapsolve.solver import enumerate as en  # noqa: E402
@@ -298,4 +298,26 @@ def small_butterfly_instances(draw) -> Instance:
 def test_solver_equals_enumeration_butterfly(inst: Instance):
     """Butterfly stages (digit ranks, views between stages, fusion over the digits a run leaves alone): CP-SAT, the
     pruned enumerator and brute force agree."""
+    _solver_equals_enumeration(inst)
+
+
+@st.composite
+def small_butterfly_ffn_instances(draw) -> Instance:
+    """Butterfly-factorised FFNs (model/hybrid.py `butterfly_ffn`): two stacked butterflies over a hidden digit of
+    2 or 4, the ReLU, and the down stage summing the copies, for 1 or 2 tokens, where the stages can fuse."""
+    from mapsolve.model.butterfly import Digits, digits, stage_ranks
+    from mapsolve.model.hybrid import butterfly_ffn
+    tokens, hd = draw(st.sampled_from([1, 2])), draw(st.sampled_from([2, 4]))
+    hid = digits("D", hd, hd)
+    wl = Workload(ranks={"B": 1, "N0": tokens, **stage_ranks(hid, "learned"), "FX": 2}, word_bits=16,
+                  einsums=butterfly_ffn("F", "X", Digits(("N0",), (tokens,)), hid, 2))
+    return _fusable(draw, "small-butterfly-ffn", wl, draw(architectures(wl)))
+
+
+@settings(max_examples=8, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(small_butterfly_ffn_instances())
+def test_solver_equals_enumeration_butterfly_ffn(inst: Instance):
+    """The up stage broadcasting to the copies and the down stage reducing over them and a digit at once: CP-SAT,
+    the pruned enumerator and brute force agree."""
     _solver_equals_enumeration(inst)
