@@ -22,6 +22,33 @@ def fewest_cycles(inst: Instance, e, unit) -> int:
     return -(-(-(-ops // lanes)) * rate.denominator // rate.numerator)
 
 
+def compute_cycles(members, units: int) -> int:
+    """A floor of a group's compute time from its members' (fewest cycles on their fastest unit, the one unit that
+    can run it or None). Units run concurrently but a unit's Einsums one after another (docs/model.md §6), so the
+    group takes at least: its slowest Einsum; on each unit, the sum of the Einsums only it can run; and the sum of
+    all members' fewest cycles spread evenly over the `units` units."""
+    acc = CyclesFloor()
+    for c, u in members:
+        acc = acc.plus(c, u)
+    return acc.value(units)
+
+
+class CyclesFloor:
+    """`compute_cycles`'s sums, kept incrementally (bounds.py `ChainFloors` adds one Einsum at a time)."""
+
+    __slots__ = ("slowest", "total", "only")
+
+    def __init__(self, slowest: int = 0, total: int = 0, only: Optional[dict] = None):
+        self.slowest, self.total, self.only = slowest, total, only or {}
+
+    def plus(self, cycles: int, unit: Optional[str]) -> "CyclesFloor":
+        only = self.only if unit is None else {**self.only, unit: self.only.get(unit, 0) + cycles}
+        return CyclesFloor(max(self.slowest, cycles), self.total + cycles, only)
+
+    def value(self, units: int) -> int:
+        return max(self.slowest, -(-self.total // max(units, 1)), *self.only.values())
+
+
 def _least_bits(wl, t: str) -> int:
     """The narrowest an element of t is ever stored (final width, or partial sums if narrower)."""
     return min(wl.bits(t), wl.accumulator_bits(t))
@@ -103,9 +130,12 @@ class ChainFloors:
         dram = arch.levels[0]
         self.compute: list[int] = []
         self.capable: list[bool] = []
+        self.only: list[Optional[str]] = []     # the one unit that can run the Einsum, if only one can
+        self.units = len(arch.compute_units)
         for e in self.einsums:
             us = [u for u in arch.compute_units if e.op in u.ops]
             self.capable.append(bool(us))
+            self.only.append(us[0].name if len(us) == 1 else None)
             if not us:
                 self.compute.append(0)
             elif component == "energy":
@@ -155,7 +185,7 @@ class ChainFloors:
         if self.component == "energy":
             return acc + sum(self.read_e[t] if s == "r" else self.write_e[t] if s == "w" else 0
                              for t, s in st.items())
-        floor = acc
+        floor = acc.value(self.units)
         reads = sum(self.read_bits[t] for t, s in st.items() if s == "r")
         writes = sum(self.write_bits[t] for t, s in st.items() if s == "w")
         for port, bw in self.ports:
@@ -165,7 +195,8 @@ class ChainFloors:
 
     def lone(self, i: int) -> int:
         st = {t: ("w" if t == self.outputs[i] else "r") for t in self.touch[i]}
-        return self._value(st, self.compute[i], 0 if self.capable[i] else 1)
+        acc = self.compute[i] if self.component == "energy" else CyclesFloor().plus(self.compute[i], self.only[i])
+        return self._value(st, acc, 0 if self.capable[i] else 1)
 
     def fused(self, i: int, j: int) -> int:
         """The floor of Einsums i..j-1 fused (j - i >= 2)."""
@@ -175,7 +206,7 @@ class ChainFloors:
         if s is None or s[1] != j or s[0] != i + 1:
             st: dict[str, str] = {}
             outs: set = set()
-            acc, inc = 0, 0
+            acc, inc = (0 if self.component == "energy" else CyclesFloor()), 0
             start = j
         else:
             _, _, st, outs, (acc, inc), _ = s
@@ -184,8 +215,8 @@ class ChainFloors:
             outs.add(self.outputs[k])
             if self.component == "energy":
                 acc += self.compute[k]
-            else:
-                acc = max(acc, self.compute[k])
+            else:   # the members' cycles, for `compute_cycles`
+                acc = acc.plus(self.compute[k], self.only[k])
             inc += 0 if self.capable[k] else 1
             for t in self.touch[k]:
                 st[t] = self._status(t, k, j, True, outs)

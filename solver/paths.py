@@ -14,7 +14,7 @@ from mapsolve.model.spec import Instance, Mapping
 from mapsolve.model.units import fj
 
 from .results import SegmentResult, SolveResult, VerificationError
-from .bounds import dram_energy, dram_words, fewest_cycles
+from .bounds import compute_cycles, dram_energy, dram_words, fewest_cycles
 from .segment import to_unit
 
 
@@ -25,8 +25,8 @@ def _better(a: tuple, b: Optional[tuple]) -> bool:
 def _floor(inst: Instance, names, component: str, unit: int = 1) -> int:
     """A bound no mapping of these Einsums (fused if several, as every multi-Einsum segment is) can beat, before
     any search. Energy: the cheapest unit's compute energy and the accesses DRAM cannot avoid (`dram_energy`;
-    every other access costs a non-negative amount, with rounded per-access energies too). Latency: the slowest Einsum on its fastest unit, and the
-    words DRAM must move at its bandwidth."""
+    every other access costs a non-negative amount, with rounded per-access energies too). Latency (`compute_cycles`):
+    the busiest unit's share of the compute, and the words DRAM must move at its bandwidth."""
     wl, arch = inst.workload, inst.architecture
     einsums = [e for e in wl.einsums if e.name in names]
     capable = {e.name: [u for u in arch.compute_units if e.op in u.ops] for e in einsums}
@@ -36,7 +36,9 @@ def _floor(inst: Instance, names, component: str, unit: int = 1) -> int:
         compute = sum(prod(wl.ranks[r] for r in e.space) * min(to_unit(fj(u.ops[e.op].energy_pj), unit)
                                                             for u in capable[e.name]) for e in einsums)
         return compute + dram_energy(inst, names, len(names) > 1, unit)
-    floor = max(min(fewest_cycles(inst, e, u) for u in capable[e.name]) for e in einsums)
+    floor = compute_cycles([(min(fewest_cycles(inst, e, u) for u in capable[e.name]),
+                             capable[e.name][0].name if len(capable[e.name]) == 1 else None) for e in einsums],
+                           len(arch.compute_units))
     reads, writes = dram_words(inst, names, fused=len(names) > 1)
     word = arch.levels[0].word(wl.word_bits)
     for port, bw in arch.levels[0].ports:

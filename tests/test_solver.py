@@ -27,7 +27,7 @@ from mapsolve.solver.search import SolverError, VerificationError, solve  # noqa
 from mapsolve.solver.paths import _floor  # noqa: E402
 from mapsolve.solver.segment import to_unit  # noqa: E402
 from mapsolve.model.evaluate import port_words  # noqa: E402
-from mapsolve.solver.bounds import fewest_words  # noqa: E402
+from mapsolve.solver.bounds import ChainFloors, fewest_words  # noqa: E402
 from strategies import cases  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
@@ -135,6 +135,31 @@ def test_fewest_words_cut_is_valid(case):
         assert _floor(inst, g.einsums, "energy") <= g.energy_fj, (g, case_json(inst, mapping, "energy"))
         in_tens = sum(n * to_unit(e, 10) for n, e in g.energy_events)
         assert _floor(inst, g.einsums, "energy", 10) <= in_tens, (g, case_json(inst, mapping, "energy"))
+
+
+@pytest.mark.parametrize("name", ["tiny_chain", "af_block", "llm_4k", "gpt3_block", "butterfly_4k"])
+def test_incremental_floors_equal_the_floor(name):
+    """bounds.py `ChainFloors` (the search's incremental floors: a fixed end, the start moving left one Einsum at a
+    time, and jumps) equals paths.py `_floor` on every run of Einsums, for energy (in fJ and in tens) and latency;
+    and the latency floor of a fused attention segment counts QK and AV one after another on the one unit that
+    runs MACs."""
+    inst = load_instance(ROOT / "instances" / f"{name}.json")
+    names = [e.name for e in inst.workload.einsums]
+    n = len(names)
+    for component, unit in (("energy", 1), ("energy", 10), ("latency", 1)):
+        floors = ChainFloors(inst, component, unit)
+        for i in range(n):
+            assert floors.lone(i) == _floor(inst, [names[i]], component, unit)
+        for j in range(2, n + 1):
+            for i in range(j - 2, -1, -1):
+                assert floors.fused(i, j) == _floor(inst, names[i:j], component, unit), (component, i, j)
+        if n > 3:
+            assert floors.fused(0, n) == _floor(inst, names, component, unit)
+    if name == "llm_4k":
+        qk_av = [e for e in inst.workload.einsums if e.op == "mac"]
+        from mapsolve.solver.bounds import fewest_cycles
+        mac2d = inst.architecture.unit("mac2d")
+        assert _floor(inst, names, "latency") >= sum(fewest_cycles(inst, e, mac2d) for e in qk_av)
 
 
 # --------------------------------------------------------------------------------------------------------------
