@@ -64,8 +64,12 @@ def combine_variants(results, control=None):
         return dataclasses.replace(first, status=status, variant=None,
                                    variants=[summary(n, r) for n, r in results])
     name, best = min(with_value, key=lambda nr: tuple(nr[1].objective))
+    # another variant cannot win if its bound is above the winner (or equal to it, for one objective: a tie leaves
+    # the winner optimal; a lexicographic tie would leave the second component open)
+    single = len(best.objective) == 1
     proven = best.status == "OPTIMAL" and all(
-        r.status in ("OPTIMAL", "INFEASIBLE") or (r.best_bound and r.best_bound[0] > best.objective[0])
+        r.status in ("OPTIMAL", "INFEASIBLE") or (r.best_bound and (
+            r.best_bound[0] > best.objective[0] or (single and r.best_bound[0] >= best.objective[0])))
         for n, r in results if n != name)
     bounds = [r.best_bound for n, r in results if r.status != "INFEASIBLE" and r.best_bound]
     bound = min(bounds, key=tuple) if bounds else best.best_bound

@@ -358,3 +358,23 @@ def test_batch_replication_of_a_variant_mapping_keeps_its_cascade():
         many = replicate(one, "B", inst.workload.ranks["B"])
         assert many.variant == name
         assert evaluate(inst, many).latency_cycles >= evaluate(copy, one).latency_cycles
+
+
+def _variant_result(status, objective, bound):
+    from mapsolve.solver.results import SolveResult
+    return SolveResult(status, objective, bound, None, None, None, None, "latency", 0.0, 0.0, [])
+
+
+def test_a_variant_whose_bound_ties_the_winner_leaves_it_optimal():
+    """Over variants, the winner is proven when every other variant is proven or bounded at or above it (one
+    objective: a tie cannot beat it); a lexicographic tie on the first component is not a proof."""
+    from mapsolve.solver.variants import combine_variants
+    win = _variant_result("OPTIMAL", [100], [100])
+    tie = _variant_result("FEASIBLE", [120], [100])
+    low = _variant_result("FEASIBLE", [120], [99])
+    assert combine_variants([("a", win), ("b", tie)]).status == "OPTIMAL"
+    got = combine_variants([("a", win), ("b", low)])
+    assert (got.status, got.best_bound) == ("FEASIBLE", [99])
+    lex_win = _variant_result("OPTIMAL", [100, 7], [100, 7])
+    lex_tie = _variant_result("FEASIBLE", [120, 1], [100])
+    assert combine_variants([("a", lex_win), ("b", lex_tie)]).status == "FEASIBLE"
