@@ -28,7 +28,7 @@ import argparse
 import time
 from math import ceil, log2, prod
 
-from mapsolve.model.make import attention_workload, butterfly, machine
+from mapsolve.model.make import attention_workload, butterfly, key_tile, machine
 from mapsolve.model.spec import Instance
 from mapsolve.solver import solve
 
@@ -50,8 +50,7 @@ def butterfly_instance(n: int, arch: str) -> Instance:
 def attention_instance(n: int, arch: str) -> Instance:
     """One head, E = F = HIDDEN, P = M = n, keys split M1·M0 with M0 the 2-D array's side (as `make attention`)."""
     architecture, text = machine(arch)
-    side = next(lv for lv in architecture.levels if lv.name == "PE").mesh.x
-    m0 = min(side, n)
+    m0 = key_tile(architecture, n)
     ranks = {"H": 1, "E": HIDDEN, "F": HIDDEN, "P": n, "M1": n // m0, "M0": m0}
     wl = attention_workload(ranks, ["1pass", "2pass", "3pass"], ("H",))
     return Instance(name=f"attention_n{n}_e{HIDDEN}_{arch}",

@@ -60,24 +60,32 @@ def _ref(t, ranks):
 
 
 def butterfly_stages(x_in: str, x_out: str, name: str, lead: list[str], dig: Digits, tail: list[str],
-                     weights: str = "learned") -> list[Einsum]:
-    """The stages mixing `dig` of X[lead, digits (least significant first), tail]: stage l reads the previous
-    stage's output (the first reads `x_in`), the last writes `x_out`. Stage names are `name` + digit name."""
+                     weights: str = "learned", copies=(), broadcast_first: bool = False,
+                     reduce_last: bool = False) -> list[Einsum]:
+    """The stages mixing `dig` of X[lead, copies, digits (least significant first), tail]: stage l reads the previous
+    stage's output (the first reads `x_in`), the last writes `x_out`. Stage names are `name` + digit name.
+
+    `copies` (ranks such as a butterfly FFN's FX, model/hybrid.py) stack independent butterflies: every weight has
+    its own copy. `broadcast_first`: the first stage reads X without the copies (one input feeds them all);
+    `reduce_last`: the last stage also sums over them (its output has none)."""
     if weights not in ("learned", "fft"):
         raise ValueError(f"weights must be learned or fft, not {weights!r}")
     cplx = weights == "fft"
+    copies = list(copies)
+    last = len(dig.names) - 1
     out: list[Einsum] = []
     prev = x_in
     for l, d in enumerate(dig.names):
         j = reduced_name(d)
-        inp = [*lead, *[j if q == l else dq for q, dq in enumerate(dig.names)], *tail]
-        res = [*lead, *dig.names, *tail]
+        inp = [*lead, *([] if broadcast_first and l == 0 else copies),
+               *[j if q == l else dq for q, dq in enumerate(dig.names)], *tail]
+        res = [*lead, *([] if reduce_last and l == last else copies), *dig.names, *tail]
         if cplx:
-            w = [*dig.names[:l], d, j, "C", "CI"]
+            w = [*copies, *dig.names[:l], d, j, "C", "CI"]
             inp, res = [*inp, "CI"], [*res, "C"]
         else:
-            w = [*[dq for q, dq in enumerate(dig.names) if q != l], d, j]
-        target = x_out if l == len(dig.names) - 1 else f"{name}{d}"
+            w = [*copies, *[dq for q, dq in enumerate(dig.names) if q != l], d, j]
+        target = x_out if l == last else f"{name}{d}"
         out.append(Einsum(name=f"{name}{d}", output=_ref(target, res),
                           inputs=[_ref(f"W{name}{d}", w), _ref(prev, inp)], op="mac"))
         prev = target

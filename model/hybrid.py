@@ -16,7 +16,7 @@ r copies. That is N·D·r·Σ R_l MACs per projection instead of the dense N·D�
 """
 from __future__ import annotations
 
-from .butterfly import Digits, butterfly_stages, reduced_name, stage_ranks
+from .butterfly import Digits, butterfly_stages, stage_ranks
 from .spec import Einsum, TensorRef
 
 
@@ -59,27 +59,10 @@ def ffn(p: str, x: str, seq: Digits) -> list[Einsum]:
 def butterfly_ffn(p: str, x: str, seq: Digits, hid: Digits, expand: int) -> list[Einsum]:
     """U = r stacked butterflies of X over the hidden digits (rank FX of bound r = `expand`), ReLU, then
     Y = the sum over FX of r butterflies of the activations: the two D×G matrices of a dense FFN, factorised."""
-    n, h = list(seq.names), list(hid.names)
-    fx = ["FX"] if expand > 1 else []
-    out: list[Einsum] = []
-
-    def stages(src: str, dst: str, tag: str, first_in: list[str], last_out: list[str]) -> None:
-        prev = src
-        for l, d in enumerate(h):
-            j = reduced_name(d)
-            mixed = [j if q == l else dq for q, dq in enumerate(h)]
-            inp = ["B", *n, *(first_in if l == 0 else fx), *mixed]
-            res = ["B", *n, *(last_out if l == len(h) - 1 else fx), *h]
-            target = dst if l == len(h) - 1 else f"{p}{tag}{d}"
-            w = [*fx, *[dq for q, dq in enumerate(h) if q != l], d, j]
-            out.append(Einsum(name=f"{p}{tag}{d}", output=_ref(target, res),
-                              inputs=[_ref(f"W{p}{tag}{d}", w), _ref(prev, inp)], op="mac"))
-            prev = target
-
-    stages(x, f"{p}U", "U", [], fx)
-    out.append(_e(f"{p}ACT", ["B", *n, *fx, *h], [_ref(f"{p}U", ["B", *n, *fx, *h])], "max"))
-    stages(f"{p}ACT", f"{p}Y", "V", fx, [])
-    return out
+    lead, fx, h = ["B", *seq.names], ["FX"] if expand > 1 else [], list(hid.names)
+    return [*butterfly_stages(x, f"{p}U", f"{p}U", lead, hid, [], copies=fx, broadcast_first=True),
+            _e(f"{p}ACT", [*lead, *fx, *h], [_ref(f"{p}U", [*lead, *fx, *h])], "max"),
+            *butterfly_stages(f"{p}ACT", f"{p}Y", f"{p}V", lead, hid, [], copies=fx, reduce_last=True)]
 
 
 def hybrid_einsums(blocks: list[str], seq: Digits, hid: Digits | None = None, expand: int = 1) -> list[Einsum]:
@@ -104,14 +87,13 @@ def hybrid_einsums(blocks: list[str], seq: Digits, hid: Digits | None = None, ex
 
 def hybrid_ranks(seq: Digits, batch: int, hidden: int, heads: int, ffn_dim: int, attention: bool,
                  hid: Digits | None = None) -> dict[str, int]:
-    ranks = {"B": batch, **stage_ranks(seq, "learned"), "G": ffn_dim}
+    ranks = {"B": batch, **stage_ranks(seq, "learned")}
     if hid:
         ranks.update(stage_ranks(hid, "learned"))
-        del ranks["G"]
         if ffn_dim // hidden > 1:
             ranks["FX"] = ffn_dim // hidden
     else:
-        ranks["D"] = hidden
+        ranks.update({"D": hidden, "G": ffn_dim})
     if attention:
         ranks.update({"H": heads, "E": hidden // heads, "F": hidden // heads})
         ranks.update({f"K{d}": b for d, b in zip(seq.names, seq.bounds)})

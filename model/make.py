@@ -29,6 +29,15 @@ def attention_workload(ranks: dict[str, int], names, batch_ranks=("H",), gqa: bo
                     variants=[Variant(name=n, einsums=cascade(n, batch_ranks, gqa)) for n in others])
 
 
+def key_tile(architecture, seq: int, tile: int | None = None) -> int:
+    """M0, the keys per tile of the 1- and 2-pass cascades: `tile`, or the 2-D array's side (seq if smaller)."""
+    side = architecture.levels[next(i for i, lv in enumerate(architecture.levels) if lv.name == "PE")].mesh.x
+    m0 = tile or min(side, seq)
+    if seq % m0:
+        raise MakeError(f"--seq {seq} is not a multiple of the key tile {m0} (set --tile)")
+    return m0
+
+
 def attention(model: str, seq: int, batch: int = 1, arch: str = "fusemax-cloud", cascades: str = "all",
               decode: bool = False, tile: int | None = None, objective: str = "energy") -> Instance:
     """One attention layer (all heads) of `model` at sequence length `seq`: prefill (P = M = seq) or decode (one
@@ -42,10 +51,7 @@ def attention(model: str, seq: int, batch: int = 1, arch: str = "fusemax-cloud",
     names = list(CASCADES) if cascades == "all" else [cascades]
     if any(n not in CASCADES for n in names):
         raise MakeError(f"--cascade: {cascades!r} is not one of 1pass, 2pass, 3pass, all")
-    side = architecture.levels[next(i for i, lv in enumerate(architecture.levels) if lv.name == "PE")].mesh.x
-    m0 = tile or min(side, seq)
-    if seq % m0:
-        raise MakeError(f"--seq {seq} is not a multiple of the key tile {m0} (set --tile)")
+    m0 = key_tile(architecture, seq, tile)
     heads, dim, kv, source = MODELS[model]
     gqa = kv != heads
     batch_ranks = ("B", "H") if not gqa else ("B",)
@@ -148,13 +154,13 @@ def hybrid(blocks: int = 4, attention: int = 1, where: str = "bottom", seq: int 
         raise MakeError(f"--seq/--radix: {exc}") from None
     if ffn_mix not in ("dense", "butterfly"):
         raise MakeError(f"--ffn-mix: {ffn_mix!r} is not dense or butterfly")
-    hd = None
+    hd, ffn_radix = None, ffn_radix or radix
     if ffn_mix == "butterfly":
         if ffn % hidden:
             raise MakeError(f"--ffn {ffn} is not a multiple of --hidden {hidden} (a butterfly FFN stacks G/D "
                             f"butterflies)")
         try:
-            hd = digits("D", hidden, ffn_radix or radix)
+            hd = digits("D", hidden, ffn_radix)
         except ValueError as exc:
             raise MakeError(f"--hidden/--ffn-radix: {exc}") from None
     start = {"bottom": 0, "top": blocks - attention, "middle": (blocks - attention) // 2}[where]
@@ -162,7 +168,7 @@ def hybrid(blocks: int = 4, attention: int = 1, where: str = "bottom", seq: int 
     wl = Workload(ranks=hybrid_ranks(sd, batch, hidden, heads, ffn, attention > 0, hd), word_bits=16,
                   einsums=hybrid_einsums(kinds, sd, hd, ffn // hidden))
     ffn_text = (f"FFN {ffn} with a ReLU (one max per element)" if not hd else
-                f"butterfly-factorised FFN {ffn} (hidden as {len(hd.names)} digits of radix {ffn_radix or radix}, "
+                f"butterfly-factorised FFN {ffn} (hidden as {len(hd.names)} digits of radix {ffn_radix}, "
                 f"{ffn // hidden} stacked learned butterflies per projection) with a ReLU (one max per element)")
     text = (f"A hybrid butterfly/attention stack after the butterfly paper's hybrid network (Wu et al., arXiv "
             f"2411.00734, 2024): {blocks} blocks bottom to top {', '.join(kinds)}; sequence {seq} as "
