@@ -2,6 +2,7 @@
 
     python bench/bench_solver.py            # all cases, 120 s limit each
     python bench/bench_solver.py --quick    # llm_4k and af_block energy, tree and flat nesting
+    python bench/bench_solver.py --quick --workers 1 2   # and with 2 processes solving segments (solver/parallel.py)
 
 Prints, per case: status, optimum, bound, build and search seconds, wall seconds (including certification),
 CP-SAT's deterministic seconds (load-independent: compare these across runs), number of segment models, and the ratio of
@@ -27,12 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 FFM_SECONDS = {"llm_4k": 10.3, "gpt3_block": 37.8, "af_block": 37.8}
 FFM_ENERGY_FJ = {"af_block": 31_820_000_000_000}   # peers.md: FFM's optimum of the block on dram_glb_pe, 31.82 mJ
 CERTIFY = ["auto"]
+WORKERS = [1]
 
 
-def run(name: str, inst, objective: str, limit: float, baseline=None, nesting: str = "tree") -> dict:
+def run(name: str, inst, objective: str, limit: float, baseline=None, nesting: str = "tree", workers: int = 1) -> dict:
     inst = inst.model_copy(update={"solver": inst.solver.model_copy(update={"nesting": nesting})})
     t0 = time.perf_counter()
-    res = solve(inst, objective=objective, time_limit=limit, workers=1, seed=0, certify=CERTIFY[0])
+    res = solve(inst, objective=objective, time_limit=limit, workers=workers, seed=0, certify=CERTIFY[0])
     wall = time.perf_counter() - t0
     comp = objective.split(",")[0]
     ratio = ""
@@ -44,7 +46,7 @@ def run(name: str, inst, objective: str, limit: float, baseline=None, nesting: s
     n = len(inst.workload.einsums)
     ffm = f"{FFM_SECONDS[name] / wall:.1f}x" if name in FFM_SECONDS and res.status == "OPTIMAL" else ""
     det = sum(s.deterministic_time for s in res.segments)
-    print(f"{name:<22} {objective:<15} {nesting:<5} {n:>3} {res.status:<9} {res.objective[0] if res.objective else '-':>20} "
+    print(f"{name:<22} {objective:<15} {nesting:<5} {workers:>2} {n:>3} {res.status:<9} {res.objective[0] if res.objective else '-':>20} "
           f"{res.best_bound[0] if res.best_bound else '-':>20} {res.build_seconds:7.2f} {res.solve_seconds:8.2f} "
           f"{wall:8.2f} {det:7.2f} {len(res.segments):>5} {ratio:>8} "
           f"{ffm:>8}", flush=True)
@@ -52,10 +54,18 @@ def run(name: str, inst, objective: str, limit: float, baseline=None, nesting: s
 
 
 def both(name: str, inst, objective: str, limit: float, baseline=None) -> None:
-    """Tree then flat nesting, and the ratio of their deterministic seconds (what nesting costs)."""
-    tree = run(name, inst, objective, limit, baseline, "tree")
-    flat = run(name, inst, objective, limit, baseline, "flat")
-    print(f"{'':<22} tree/flat deterministic seconds: {tree['det'] / max(flat['det'], 1e-9):.2f}", flush=True)
+    """Tree then flat nesting, and the ratio of their deterministic seconds (what nesting costs); per nesting, each
+    process count of --workers, and the wall-time ratio of one process to each of the others."""
+    walls: dict = {}
+    det: dict = {}
+    for nesting in ("tree", "flat"):
+        for w in WORKERS:
+            r = run(name, inst, objective, limit, baseline, nesting, w)
+            walls[nesting, w], det[nesting, w] = r["wall"], r["det"]
+    w0 = WORKERS[0]
+    print(f"{'':<22} tree/flat deterministic seconds: {det['tree', w0] / max(det['flat', w0], 1e-9):.2f}"
+          + "".join(f"; wall {w0}/{w} workers: tree {walls['tree', w0] / walls['tree', w]:.2f}x, flat "
+                    f"{walls['flat', w0] / walls['flat', w]:.2f}x" for w in WORKERS[1:]), flush=True)
 
 
 def prefix(inst, k: int):
@@ -71,17 +81,20 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--limit", type=float, default=120.0)
     ap.add_argument("--certify", default="auto", help="auto (the mapper's default), full or cheap")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1],
+                    help="process counts to run each case with (solver/parallel.py); ratios against the first")
     ap.add_argument("--cpsat-defaults", action="store_true",
                     help="drop the mapper's CP-SAT parameters (SAFE_PARAMETERS, SPEED_PARAMETERS) to measure what "
                          "soundness costs: ortools 9.15's defaults prove wrong optima (docs/solver-soundness.md)")
     args = ap.parse_args()
     CERTIFY[0] = args.certify
+    WORKERS[:] = args.workers
     if args.cpsat_defaults:
         from mapsolve.solver import segment_solve
         segment_solve.SAFE_PARAMETERS.clear()
         segment_solve.SPEED_PARAMETERS.clear()
         print("CP-SAT defaults (unsound on large instances): for comparison only")
-    print(f"{'case':<22} {'objective':<15} {'nest':<5} {'E':>3} {'status':<9} {'optimum':>20} {'bound':>20} "
+    print(f"{'case':<22} {'objective':<15} {'nest':<5} {'w':>2} {'E':>3} {'status':<9} {'optimum':>20} {'bound':>20} "
           f"{'build s':>7} {'search s':>8} {'wall s':>8} {'det s':>7} {'segs':>5} {'/base':>8} {'vs FFM':>8}")
     llm = load_instance(ROOT / "instances/llm_4k.json")
     llm_base = evaluate(llm, load_mapping(ROOT / "instances/llm_4k.mapping.json"))
@@ -98,7 +111,8 @@ def main() -> int:
     both("gpt3_block", gpt, "latency", args.limit, gpt_base)
     print("scaling with the number of Einsums (GPT-3 block prefixes, energy):")
     for k in range(1, len(gpt.workload.einsums) + 1):
-        run(f"gpt3_block[:{k}]", prefix(gpt, k), "energy", args.limit)
+        for w in WORKERS:
+            run(f"gpt3_block[:{k}]", prefix(gpt, k), "energy", args.limit, workers=w)
     return 0
 
 

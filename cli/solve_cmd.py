@@ -159,7 +159,11 @@ def solve_command(
                                 "without the proof: auto (the constructive mapping; batch replication on instances "
                                 "with an Einsum of >= 2^31 operations), full (replication whenever a batch rank "
                                 "exists), cheap (constructive only). A bound above one exits 5."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="CP-SAT workers (1 is deterministic)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Processes solving segments at once "
+                                          "(default: the instance's solver.workers if set, else this machine's "
+                                          "CPUs). The answer does not depend on it (solver/parallel.py)."),
+    cpsat_workers: int = typer.Option(1, "--cpsat-workers", help="CP-SAT's own threads per segment search "
+                                      "(its portfolio; 1 is deterministic, more is not)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="CP-SAT random seed."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON to this file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line and no summary."),
@@ -178,11 +182,16 @@ def solve_command(
     """Find a mapping of minimal energy or latency and prove it optimal."""
     checkpoint("load")   # before the search's handler: Ctrl-C here is KeyboardInterrupt, exit 130 (cli/main.py)
     check_run_options(time_limit, deterministic_time, seed, workers, objective)
+    if not 1 <= cpsat_workers <= 64:
+        fail(f"--cpsat-workers must be between 1 and 64, not {cpsat_workers}")
     for flag, path in (("--json", json_out), ("--trace", trace), ("--solver-log", solver_log)):
         check_output_path(flag, path)
     check_output_path("--export-model", export_model, prefix=True)
     inst = load_instance_or_fail(instance, time_limit)
     inst = with_nesting(inst, nesting)
+    if workers is None:
+        from mapsolve.solver.parallel import default_workers
+        workers = inst.solver.workers if "workers" in inst.solver.model_fields_set else min(default_workers(), 64)
     if certify not in ("auto", "full", "cheap"):
         fail(f"--certify must be auto, full or cheap, not {certify!r}")
     from mapsolve.solver import SolverError, VerificationError, solve as run_solver  # ortools loads slowly
@@ -202,11 +211,12 @@ def solve_command(
         outputs = SearchOutputs(instance, inst, trace, solver_log, export_model,
                                 {"objective": objective or inst.solver.objective, "time_limit": time_limit,
                                  "deterministic_time": deterministic_time, "certify": certify,
-                                 "workers": workers, "seed": seed})
+                                 "workers": workers, "cpsat_workers": cpsat_workers, "seed": seed})
         if outputs.failures:   # nothing searched yet, so nothing is lost
             fail(outputs.failure_line())
         _solve_and_report(inst, objective, time_limit, workers, seed, progress, outputs, control, deterministic_time,
-                          certify, json_out, quiet, run_solver, SolverError, VerificationError, segment_cache)
+                          certify, json_out, quiet, run_solver, SolverError, VerificationError, segment_cache,
+                          cpsat_workers, models_wanted=solver_log is not None or export_model is not None)
         checkpoint("done")
         if control.interrupted:   # it came while the finished result was being written or printed
             fail(f"interrupted: the result above is complete{f' and written to {json_out}' if json_out else ''}",
@@ -216,7 +226,8 @@ def solve_command(
 
 
 def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outputs, control, deterministic_time,
-                      certify, json_out, quiet, run_solver, SolverError, VerificationError, cache) -> None:
+                      certify, json_out, quiet, run_solver, SolverError, VerificationError, cache, cpsat_workers=1,
+                      models_wanted=False) -> None:
     """The search, then every output; an interrupt at any moment (control.interrupted) ends in exit 130 once
     everything is written."""
     def event(record: dict) -> None:
@@ -224,9 +235,11 @@ def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outp
         checkpoint(record.get("type", ""))
     checkpoint("search")
     try:
-        res = run_solver(inst, objective, time_limit, workers, seed, progress=progress, log=outputs.log,
-                         events=event, control=control, on_model=outputs.model,
-                         deterministic_time=deterministic_time, certify=certify, cache=cache)
+        # a CP-SAT log or exported models need every model in this process (one process then: solver/parallel.py)
+        res = run_solver(inst, objective, time_limit, workers, seed, progress=progress,
+                         log=outputs.log if models_wanted else None, events=event, control=control,
+                         on_model=outputs.model if models_wanted else None, deterministic_time=deterministic_time,
+                         certify=certify, cache=cache, cpsat_workers=cpsat_workers)
     except VerificationError as exc:
         progress.done()
         outputs.close(None)

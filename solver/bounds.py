@@ -93,18 +93,43 @@ def fewest_words(inst: Instance, names, fusion: int | None) -> dict[int, tuple[i
 
     DRAM: see `dram_words`. A group intermediate lives at the fusion level (one instance, by construction of the
     plans): written there at least once, and read from there at least once by each member that consumes it (no
-    member can hold it for another)."""
+    member can hold it for another).
+
+    A recurrence's state is written there once per step, and read once per step by the recurrence (if it reads its
+    previous state) and by each running reader in lock step with it: the shared loops enclosing the two take all of
+    the carried rank R (model/online.py), so each member runs once per step, and its tiles below the fusion level
+    are flushed per run (docs/model.md §3). R is not a rank of the state, so each of them moves the whole state
+    once per step: size · R elements. Without this, a 1-pass attention segment's floor missed the running max's
+    per-step traffic and CP-SAT could not close the last 0.25 % (fusemax_bert_4k, tests/test_online.py)."""
+    from mapsolve.model.online import lock_step
     wl = inst.workload
     out = {0: dram_words(inst, names, fusion is not None)}
     if fusion is not None:
         members = set(names)
         einsums = [e for e in wl.einsums if e.name in members]
+        by_name = {e.name: e for e in einsums}
+        per_step_readers: dict[str, set[str]] = {}   # state tensor -> members reading all of it once per step
+        per_step_written: set[str] = set()           # states written once per step
+        for p, c, r in lock_step(wl):
+            if p not in members or c not in members:
+                continue
+            producer, reader = by_name[p], by_name[c]
+            t = producer.output.tensor
+            if r in producer.output.ranks or any(i.tensor == t and r in i.ranks for i in reader.inputs):
+                continue
+            per_step_written.add(t)
+            per_step_readers.setdefault(t, set()).add(c)
+            if any(i.tensor == t for i in producer.inputs):
+                per_step_readers[t].add(p)
         reads = writes = 0
         for t in group_intermediates(wl, names):
-            size = prod(wl.ranks[r] for r in next(e.output.ranks for e in einsums if e.output.tensor == t))
-            readers = sum(1 for e in einsums if any(i.tensor == t for i in e.inputs))
-            reads += size * readers * wl.bits(t)
-            writes += size * _least_bits(wl, t)
+            producer = next(e for e in einsums if e.output.tensor == t)
+            size = prod(wl.ranks[r] for r in producer.output.ranks)
+            steps = wl.ranks[producer.recurrence] if t in per_step_written else 1
+            stepped = per_step_readers.get(t, set())
+            reads += sum(size * (steps if e.name in stepped else 1) for e in einsums
+                         if any(i.tensor == t for i in e.inputs)) * wl.bits(t)
+            writes += size * steps * _least_bits(wl, t)
         out[fusion] = (reads, writes)
     return out
 

@@ -8,6 +8,8 @@ result is OPTIMAL exactly when every segment on which the answer depends was pro
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import pickle
 import time
 from typing import Callable, Optional
 
@@ -19,6 +21,7 @@ from .bounds import ChainFloors
 from .limits import BUILD_CAP_DET, BUILD_OP_DET, CONSTRUCT_SHARE, EVALUATION_DET, MIN_BUILD_DET, PLAN_DET, Allowance
 from .paths import Unreached, _merge, _path, combine, lower_bounds
 from .results import SegmentResult, SolveResult, SolverError, VerificationError
+from . import parallel
 from .segment_solve import Control, UnitTooFine, solve_segment
 from .incumbent import seed_results
 from .cache import SegmentCache, instance_key
@@ -45,7 +48,7 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
           events: Optional[Callable[[dict], None]] = None, control: Optional[Control] = None,
           on_model: Optional[Callable[[str, object, dict], None]] = None,
           deterministic_time: Optional[float] = None, certify: str = "auto",
-          cache: Optional[SegmentCache] = None) -> SolveResult:
+          cache: Optional[SegmentCache] = None, cpsat_workers: int = 1) -> SolveResult:
     """Find a mapping minimising `objective`, prove it optimal when time allows, decode and verify it.
 
     `deterministic_time` (CP-SAT's deterministic seconds, summed over every segment solve) makes the budget and
@@ -66,17 +69,23 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     `events` receives one dict per event (segment start/end, incumbent, bound, and the whole cascade's
     incumbent and bound as they improve); `control.interrupt()` stops the search and returns what was found
     with status INTERRUPTED; `on_model(label, model, size)` sees every model before it is solved.
+
+    `workers`: processes solving segments at once (solver/parallel.py; the instance's `solver.workers` when not
+    given), each CP-SAT search with `cpsat_workers` threads (1: deterministic). A CP-SAT log or exported models
+    (`log`, `on_model`) need the models in this process: the search then runs in it alone.
     """
     cache = cache if cache is not None else SegmentCache()   # in memory: one run's proofs, shared by variants
     if inst.workload.variants:   # the least of the variants' optima (solver/variants.py)
         from .variants import solve_variants
         return solve_variants(solve, inst, objective, time_limit, deterministic_time, control, events, progress,
-                              workers=workers, seed=seed, log=log, on_model=on_model, certify=certify, cache=cache)
+                              workers=workers, seed=seed, log=log, on_model=on_model, certify=certify, cache=cache,
+                              cpsat_workers=cpsat_workers)
     opts = inst.solver
     objective = objective or opts.objective
     if time_limit is None:
         time_limit = opts.time_limit_s if deterministic_time is None else float("inf")
     workers = workers or opts.workers
+    processes = workers if log is None and on_model is None and parallel.available() else 1
     seed = opts.seed if seed is None else seed
     components = _components(objective)
     if certify not in CERTIFY_MODES:
@@ -107,8 +116,8 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
         try:
             budget = Budget(share * (time_limit - (time.perf_counter() - started)),
                             None if deterministic_time is None else share * deterministic_time)
-            res = _search(inst, objective, components, budget, workers, seed, progress, log, events, control,
-                          on_model, unit, built, cache)
+            res = _search(inst, objective, components, budget, processes, cpsat_workers, seed, progress, log, events,
+                          control, on_model, unit, built, cache)
             break
         except UnitTooFine as exc:  # exact fJ would overflow: restart in a coarser unit, said in the result
             unit = max(exc.unit, unit * 10)
@@ -126,7 +135,7 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
             progress("certifying: solving one copy of the batch rank for replication")
         try:
             r = solve(copy, objective, max(time_limit - (time.perf_counter() - started), 0.05), workers, seed,
-                      control=control, certify="cheap", cache=cache,
+                      control=control, certify="cheap", cache=cache, cpsat_workers=cpsat_workers,
                       deterministic_time=None if deterministic_time is None else (1 - share) * deterministic_time)
         except VerificationError:
             raise
@@ -189,8 +198,8 @@ LIST_UNREACHED = 5000
 NOTES_SHOWN = 3
 
 
-def _search(inst: Instance, objective: str, components: list[str], budget: Budget, workers: int, seed: int,
-            progress, log, events, control: Control, on_model, unit: int,
+def _search(inst: Instance, objective: str, components: list[str], budget: Budget, processes: int,
+            cpsat_workers: int, seed: int, progress, log, events, control: Control, on_model, unit: int,
             first_mapping: Optional[Mapping], cache: SegmentCache) -> SolveResult:
     """One search with energy in units of `unit` fJ (see `solve`), starting from the constructive mapping
     `first_mapping` cut into segments (solver/incumbent.py).
@@ -334,7 +343,9 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
             total_state["bound"] = lower
             emit({"type": "bound", "scope": "total", "objective": inc[0] if inc else None, "best_bound": lower})
 
-    def run(k: int, share: float, attempt: str) -> None:
+    def prepare(k: int, share: float, attempt: str) -> dict:
+        """Everything about plan k's solve that is fixed before it starts: its cut-off from the best known costs,
+        its limits, and an answer already known (its floor above the cut-off, or a cached proof) in `r`."""
         plan = plans[k]
         i, j = keys[k][0], keys[k][1]
         # the segment's own earlier attempt is left out: a cut-off below its own incumbent would prune the segment
@@ -348,49 +359,65 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
         floor = floor_of(k)
         if budget.det is not None:
             budget.det_used += PLAN_DET   # looking at a plan is work too: millions of them are not free
-        fname = _fusion_name(inst, plan)
         seg = _label(inst, plan)
         label = f"{attempt} {k + 1}/{total_plans} {seg}"
         if progress:
             progress(label)
+        seconds, det_seconds = budget.limits(share)
+        job = {"k": k, "plan": plan, "cutoff": cutoff, "floor": floor, "seg": seg, "label": label,
+               "attempt": attempt, "share": share, "base": bi[0] if bi is not None else None, "r": None,
+               "entry": None, "seconds": seconds, "det_seconds": det_seconds, "det_at": det_offset[0]}
+        if cutoff is not None and floor > cutoff:
+            job["r"] = SegmentResult(plan[0], _fusion_name(inst, plan), "PRUNED", None, (floor,),
+                                     why="its floor is above the cut-off", source="floor")
+            return job
+        job["entry"] = cache.entry(inst, plan, components, unit)
+        r = cache.get(job["entry"], cutoff)
+        if r is not None:
+            emit({"type": "segment_start", "segment": seg, "attempt": attempt, "cutoff": cutoff, "cached": True})
+            if progress:
+                progress(f"{label}: {r.status} (cached)")
+            job["r"] = r
+            return job
+        # building may take what is left of the wall clock; with a deterministic budget, a count of building
+        # operations (solver/limits.py BUILD_CAP_DET)
+        job["build"] = (max(budget.wall_left(), 0.05) if budget.wall != float("inf") else None,
+                        None if det_seconds is None else int(max(det_seconds, MIN_BUILD_DET) / BUILD_CAP_DET))
+        return job
 
+    def on_solution_of(job):
         def on_solution(value, bound, wall, det):
             gap_ = (value - bound) / max(abs(value), 1)
             if progress:
-                progress(f"{label}: incumbent {value} bound {bound:.6g} gap {100 * gap_:.2f}%", transient=True)
-            emit({"type": "incumbent", "scope": "segment", "segment": seg, "objective": value,
-                  "best_bound": bound, "gap": gap_, "deterministic_time": det_offset[0] + det})
+                progress(f"{job['label']}: incumbent {value} bound {bound:.6g} gap {100 * gap_:.2f}%",
+                         transient=True)
+            emit({"type": "incumbent", "scope": "segment", "segment": job["seg"], "objective": value,
+                  "best_bound": bound, "gap": gap_, "deterministic_time": job["det_at"] + det})
+        return on_solution
 
-        def on_bound(bound):
-            emit({"type": "bound", "scope": "segment", "segment": seg, "best_bound": bound})
+    def on_bound_of(job):
+        return lambda bound: emit({"type": "bound", "scope": "segment", "segment": job["seg"], "best_bound": bound})
 
+    def model_seen_of(job):
         def model_seen(model, size):
-            emit({"type": "segment_start", "segment": seg, "attempt": attempt, "cutoff": cutoff,
-                  "time_limit": round(share, 4), **size})
-            if on_model:
-                on_model(f"{k + 1:03d}-{attempt}-{seg}", model, size)
-        seconds, det_seconds = budget.limits(share)
-        r = None
-        if cutoff is not None and floor > cutoff:
-            r = SegmentResult(plan[0], fname, "PRUNED", None, (floor,), why="its floor is above the cut-off",
-                              source="floor")
-        entry = cache.entry(inst, plan, components, unit) if r is None else None
-        if r is None:
-            r = cache.get(entry, cutoff)
-            if r is not None:
-                emit({"type": "segment_start", "segment": seg, "attempt": attempt, "cutoff": cutoff,
-                      "cached": True})
-                if progress:
-                    progress(f"{label}: {r.status} (cached)")
-        if r is None:
-            # building may take what is left of the wall clock; with a deterministic budget, a count of building
-            # operations (solver/limits.py BUILD_CAP_DET)
-            build = (max(budget.wall_left(), 0.05) if budget.wall != float("inf") else None,
-                     None if det_seconds is None else int(max(det_seconds, MIN_BUILD_DET) / BUILD_CAP_DET))
-            r = solve_segment(inst, plan, components, seconds, workers, seed, log=log, cutoff=cutoff,
-                              on_solution=on_solution if (progress or events) else None,
-                              on_bound=on_bound if events else None, control=control, on_model=model_seen,
-                              energy_unit=unit, det_seconds=det_seconds, build=build)
+            emit({"type": "segment_start", "segment": job["seg"], "attempt": job["attempt"], "cutoff": job["cutoff"],
+                  "time_limit": round(job["share"], 4), **size})
+            if on_model and model is not None:
+                on_model(f"{job['k'] + 1:03d}-{job['attempt']}-{job['seg']}", model, size)
+        return model_seen
+
+    def solve_here(job) -> SegmentResult:
+        """Plan `job`'s CP-SAT solve in this process."""
+        return solve_segment(inst, job["plan"], components, job["seconds"], cpsat_workers, seed, log=log,
+                             cutoff=job["cutoff"], on_solution=on_solution_of(job) if (progress or events) else None,
+                             on_bound=on_bound_of(job) if events else None, control=control,
+                             on_model=model_seen_of(job), energy_unit=unit, det_seconds=job["det_seconds"],
+                             build=job["build"])
+
+    def finish(job, r: SegmentResult) -> None:
+        """Take plan `job`'s answer into the search: budget, bound, merge with an earlier attempt, events."""
+        k, floor, seg, label = job["k"], job["floor"], job["seg"], job["label"]
+        if job["r"] is None:   # solved now (not pruned by its floor, not cached)
             if r.source in ("unrepresentable", "unbuilt"):
                 hopeless.add(k)
                 seeded = results.get(k) is not None and results[k].values is not None
@@ -398,8 +425,8 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
                                              "no model, the floor bound"))
                 if progress:
                     progress(f"{label}: {r.why}")
-            elif not control.interrupted:
-                cache.put(entry, r)
+            elif not control.interrupted and r.source != "interrupted":
+                cache.put(job["entry"], r)
         det_offset[0] += r.deterministic_time
         budget.det_used += r.deterministic_time
         if budget.det is not None and r.source != "cache":   # building a model is work CP-SAT does not count
@@ -408,7 +435,7 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
             if floor > r.bound[0]:
                 r = dataclasses.replace(r, bound=(floor, *r.bound[1:]))
         if r.status == "PRUNED":
-            r.base = bi[0]
+            r.base = job["base"]
         if results.get(k) is not None:  # a second attempt: keep the better solution and the better bound
             r = _merge(results[k], r)
         put(k, r)
@@ -420,6 +447,79 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
               "branches": r.branches, "deterministic_time": det_offset[0], "presolve": r.presolve,
               "cached": r.source == "cache", **({"skipped": r.why} if r.source == "floor" else {})})
         report_total(keys[k])
+
+    def run(k: int, share: float, attempt: str) -> None:
+        job = prepare(k, share, attempt)
+        finish(job, job["r"] if job["r"] is not None else solve_here(job))
+
+    def run_batch(ks: list[int], shares: list[float], attempt: str) -> bool:
+        """Plans `ks` solved at once in the worker processes (solver/parallel.py): every cut-off and share fixed
+        before any of them starts, the answers taken back in order. Plans equal but for names (the Q, K and V
+        projections) are solved once: the others take the proof from the cache, or are solved after. False when
+        interrupted (the plans not finished keep their floor, or their earlier result)."""
+        jobs = [prepare(k, share, attempt) for k, share in zip(ks, shares)]
+        leaders: dict = {}
+        for job in jobs:
+            if job["r"] is None:
+                leaders.setdefault(job["entry"][0], job)
+        got = in_workers(list(leaders.values()))
+        later = []
+        for job in jobs:
+            if job["r"] is not None:
+                finish(job, job["r"])
+            elif job["k"] in got:
+                finish(job, got[job["k"]])
+            elif control.interrupted:
+                interrupted_at(job)
+            else:   # the same model as an earlier plan of this wave, which is finished by now
+                r = cache.get(job["entry"], job["cutoff"])
+                if r is None:
+                    later.append(job)
+                    continue
+                emit({"type": "segment_start", "segment": job["seg"], "attempt": attempt, "cutoff": job["cutoff"],
+                      "cached": True})
+                job["r"] = r
+                finish(job, r)
+        got = in_workers(later)
+        for job in later:
+            if job["k"] in got:
+                finish(job, got[job["k"]])
+            else:
+                interrupted_at(job)
+        return not control.interrupted
+
+    def interrupted_at(job) -> None:
+        """A plan interrupted before its worker finished: its floor bounds it (an earlier result is kept)."""
+        if results.get(job["k"]) is None:
+            finish(job, SegmentResult(job["plan"][0], _fusion_name(inst, job["plan"]), "UNKNOWN", None,
+                                      (job["floor"],), why="interrupted", source="interrupted"))
+
+    def in_workers(todo: list[dict]) -> dict:
+        """Plan k -> SegmentResult for the jobs `todo` solved in the worker processes (those finished)."""
+        if not todo or control.interrupted:
+            return {}
+        by_tag = {job["k"]: job for job in todo}
+        blob_key, blob = instance_blob()
+        tasks = [(blob_key, blob, job["k"], job["plan"], components, job["seconds"], seed, job["cutoff"], unit,
+                  job["det_seconds"], job["build"], cpsat_workers) for job in todo]
+
+        def handle(tag, kind, payload):
+            job = by_tag[tag]
+            if kind == "model":
+                model_seen_of(job)(None, payload[0])
+            elif kind == "solution" and (progress or events):
+                on_solution_of(job)(*payload)
+            elif kind == "bound" and events:
+                on_bound_of(job)(*payload)
+        return parallel.run_batch(processes, tasks, handle, lambda: control.interrupted)
+
+    blob_cache: list = []
+
+    def instance_blob() -> tuple[str, bytes]:
+        if not blob_cache:
+            blob = pickle.dumps(inst)
+            blob_cache.append((hashlib.sha256(blob).hexdigest(), blob))
+        return blob_cache[0]
 
     def stale_or_unproven() -> list[int]:
         """Unproven segments, and pruned ones whose cut-off was computed from a since-improved prefix."""
@@ -437,23 +537,48 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
 
     report_total(next(iter(space.order()), None), force=True)   # the constructive incumbent, before any model
     met = 0
-    for key in space.order():
-        left = budget.left()
-        if control.interrupted or left <= 0:   # out of time: the rest are not even built (floors, any seed)
-            frontier[0] = key
-            break
-        run(ident(key), max(left / max(total_plans - met, 1), 0.05), "segment")
-        met += 1
+    if processes == 1:
+        for key in space.order():
+            left = budget.left()
+            if control.interrupted or left <= 0:   # out of time: the rest are not even built (floors, any seed)
+                frontier[0] = key
+                break
+            run(ident(key), max(left / max(total_plans - met, 1), 0.05), "segment")
+            met += 1
+    else:   # in batches (solver/parallel.py): each plan's share as if alone, times the processes for a wall limit
+        speedup = processes if budget.det is None else 1
+        order = parallel.waves(space.order())
+        for batch in order:
+            left = budget.left()
+            if control.interrupted or left <= 0:
+                frontier[0] = batch[0]
+                break
+            share = max(min(left, speedup * left / max(total_plans - met, 1)), 0.05)
+            if not run_batch([ident(key) for key in batch], [share] * len(batch), "segment"):
+                frontier[0] = next(iter(next(order, [])), None)
+                met += len(batch)
+                break
+            met += len(batch)
     while frontier[0] is None and not control.interrupted:
         todo = stale_or_unproven()
         left = budget.left()
         if not todo or left <= 0.05:
             break
-        for n_done, k in enumerate(todo):
+        if processes == 1:
+            for n_done, k in enumerate(todo):
+                left = budget.left()
+                if left <= 0.05 or control.interrupted:
+                    break
+                run(k, left * weight(k) / sum(weight(q) for q in todo[n_done:]), "retry")
+            continue
+        speedup = processes if budget.det is None else 1
+        for start in range(0, len(todo), parallel.BATCH):
             left = budget.left()
             if left <= 0.05 or control.interrupted:
                 break
-            run(k, left * weight(k) / sum(weight(q) for q in todo[n_done:]), "retry")
+            chunk, rest = todo[start:start + parallel.BATCH], todo[start:]
+            total_weight = sum(weight(q) for q in rest)
+            run_batch(chunk, [min(left, speedup * left * weight(k) / total_weight) for k in chunk], "retry")
     unreached = None
     if frontier[0] is not None:
         left_over = total_plans - met

@@ -63,6 +63,9 @@ class Unrepresentable(SolverError):
         self.segment = segment
         self.cause = cause
 
+    def __reduce__(self):   # rebuilt from its own arguments in the parent (a worker process raised it)
+        return (Unrepresentable, (self.segment, self.cause))
+
 
 def coarser_unit(ub_fj: int) -> int:
     """The smallest power of ten whose rounding keeps the energy objective within ENERGY_LIMIT (with margin)."""

@@ -28,7 +28,7 @@ def summary(name: str, res) -> dict:
 def solve_variants(solve, inst, objective: Optional[str], time_limit: Optional[float],
                    deterministic_time: Optional[float], control, events, progress, **kw):
     """`solve` (solver.search.solve) over every variant; the limits are shared out evenly, what one variant
-    leaves over goes to the next."""
+    leaves over goes to the next, and what is left at the end to a second run of the variants still open."""
     alts = alternatives(inst)
     started = time.perf_counter()
     wall = time_limit if time_limit is not None else (inst.solver.time_limit_s if deterministic_time is None
@@ -52,7 +52,71 @@ def solve_variants(solve, inst, objective: Optional[str], time_limit: Optional[f
             used = sum(s.deterministic_time for s in res.segments)
             det_left = max(det_left - used, 0.0)
         results.append((name, res))
+    # what the variants proven early left over goes to those still open that could win: solved again with all of
+    # it (their proven segments come back from the cache), the better of the two runs kept
+    could_win = [k for k, (n, r) in enumerate(results) if _open(r, results)]
+    for m, k in enumerate(could_win):
+        if control is not None and control.interrupted:
+            break
+        wall_left = None if wall is None else wall - (time.perf_counter() - started)
+        if (wall_left is not None and wall_left < SECOND_ROUND_MIN_S) or \
+                (det_left is not None and det_left < SECOND_ROUND_MIN_DET):
+            break
+        name, first = results[k]
+        if not _open(first, results):
+            continue
+        n_left = len(could_win) - m
+        if progress:
+            progress(f"variant {name}: solving again with what the others left over")
+
+        def tagged(record, name=name):
+            events({**record, "variant": name, "round": 2})
+        again = solve(dict(alts)[name], objective, None if wall_left is None else wall_left / n_left,
+                      deterministic_time=None if det_left is None else det_left / n_left, control=control,
+                      events=tagged if events else None, progress=progress, **kw)
+        if det_left is not None:
+            det_left = max(det_left - sum(s.deterministic_time for s in again.segments), 0.0)
+        results[k] = (name, better_run(first, again))
     return combine_variants(results, control)
+
+
+#: a second round is not started with less than this left (wall seconds / deterministic seconds)
+SECOND_ROUND_MIN_S = 1.0
+SECOND_ROUND_MIN_DET = 0.5
+
+
+def _open(r, results) -> bool:
+    """Whether variant result `r` is unproven and its bound still below the best value found over all variants."""
+    if r.status in ("OPTIMAL", "INFEASIBLE"):
+        return False
+    values = [tuple(x.objective) for _, x in results if x.objective is not None]
+    if not values:
+        return True
+    return not r.best_bound or tuple(r.best_bound) < min(values)
+
+
+def better_run(a, b):
+    """Two runs of one variant: the better mapping, the higher of the two proven bounds, OPTIMAL when they meet
+    (one objective) or when the better run proved it; times and segments of both."""
+    if a.energy_unit_fj != b.energy_unit_fj:   # priced in different units: the two are not comparable
+        return b
+    if b.objective is not None and (a.objective is None or tuple(b.objective) < tuple(a.objective)):
+        win, other = b, a
+    else:
+        win, other = a, b
+    bounds = [x.best_bound for x in (a, b) if x.best_bound]
+    bound = max(bounds, key=tuple) if bounds else None
+    status = win.status
+    if win.objective is not None and bound is not None and status != "OPTIMAL" and win.energy_unit_fj == 1 and \
+            len(win.objective) == 1 and bound[0] >= win.objective[0]:
+        status = "OPTIMAL"
+    if status == "OPTIMAL" and win.objective is not None:
+        bound = list(win.objective) if len(win.objective) == 1 else win.best_bound
+    return dataclasses.replace(
+        win, status=status, best_bound=bound, segments=[*other.segments, *win.segments],
+        build_seconds=a.build_seconds + b.build_seconds, solve_seconds=a.solve_seconds + b.solve_seconds,
+        certify_seconds=a.certify_seconds + b.certify_seconds, construct_seconds=a.construct_seconds +
+        b.construct_seconds)
 
 
 def combine_variants(results, control=None):
