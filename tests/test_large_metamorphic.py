@@ -293,21 +293,19 @@ def test_unsafe_parameters_reproduce_the_false_optimum(monkeypatch):
 # --------------------------------------------------------------------------------------------------------------
 # A limitation seen at these sizes (the generator steers around it; this keeps it visible)
 # --------------------------------------------------------------------------------------------------------------
-def test_latency_beyond_64_bits_keeps_a_valid_mapping_and_a_sound_bound():
-    """A known limit, kept visible: latency with the llm_4k DRAM bandwidth 33554432/146875 at sequence 64k needs
-    an exact transfer-time ceiling beyond 2^62. The segment gets no CP-SAT model (solver/segment_solve.py
-    `Unrepresentable`): the answer is the constructive mapping with the segment's floor as bound (here the floor
-    meets it: OPTIMAL, a proof without CP-SAT), and the diagnosis names the quantity; never a traceback, a refusal
-    or a silent wrong answer. Energy solves."""
+def test_latency_beyond_64_bits_is_modelled_exactly():
+    """Latency with the llm_4k DRAM bandwidth 33554432/146875 at sequence 64k: the transfer time's exact ceiling
+    num x 146875 passes 2^62. It used to leave the segment without a CP-SAT model (constructive mapping, floor
+    bound); the ceiling is now split as num = q x 33554432 + r (solver/exact.py `ceil_div`), the same integer with
+    small products, so CP-SAT models and proves it, and the evaluator agrees. Energy solves too."""
     from mapsolve.model import evaluate
     inst = load_instance(Path(__file__).parent.parent / "instances" / "llm_4k.json")
     wl = inst.workload
     wl = wl.model_copy(update={"ranks": {**wl.ranks, "P": 2**16, "M": 2**16}, "einsums": wl.einsums[:1]})
     inst = inst.model_copy(update={"workload": wl})
     lat = solve(inst, "latency", workers=1, seed=0, deterministic_time=DET_TIME, **_CERTIFY)
-    assert lat.status in ("OPTIMAL", "FEASIBLE") and lat.mapping is not None, lat.status
-    assert "transfer time of DRAM" in lat.diagnosis and "64-bit" in lat.diagnosis
-    assert lat.objective[0] == evaluate(inst, lat.mapping).latency_cycles
-    assert 0 < lat.best_bound[0] <= lat.objective[0]
+    assert lat.status == "OPTIMAL" and "64-bit" not in lat.diagnosis, (lat.status, lat.diagnosis)
+    assert [s.source for s in lat.segments] == ["cp-sat"]
+    assert lat.objective[0] == evaluate(inst, lat.mapping).latency_cycles == lat.best_bound[0]
     res = solve(inst, "energy", workers=1, seed=0, deterministic_time=DET_TIME, **_CERTIFY)
     assert res.mapping is not None

@@ -201,3 +201,26 @@ def test_bounds_of_plans_never_reached_stay_below_the_true_optimum(monkeypatch):
                 _valid(inst, res)
                 assert res.best_bound[0] <= optimum <= res.objective[0], (n, listed, det, res.best_bound, optimum)
                 assert listed or res.status == "OPTIMAL" or "not reached" in res.diagnosis
+
+
+@pytest.mark.parametrize("den_num,den_den,num_ub", [(33554432, 146875, 540431955284459520), (7, 3, 5000),
+                                                    (1024, 1, 5000), (3, 1000, 5000)])
+def test_split_ceiling_is_the_exact_ceiling(monkeypatch, den_num, den_den, num_ub):
+    """solver/exact.py `ceil_div` past the integer limit splits num = q * den_num + r. The first case is the real
+    one (5.4e17 DRAM words times a bandwidth denominator of 146,875 pass 2^62); the others force the split on small
+    numbers with a limit just above what the split needs. CP-SAT's value of the ceiling is ceil(num * den_den /
+    den_num) for every num tried."""
+    from ortools.sat.python import cp_model
+    from mapsolve.solver import exact
+    ub = -(-num_ub * den_den // den_num)
+    limit = min(max(ub + den_den, num_ub, den_num * den_den) + 1, 2**62)
+    assert max(ub * den_num, num_ub * den_den) >= limit      # the direct encoding would not fit: the split is used
+    monkeypatch.setattr(exact, "MAX_TABLE", limit)
+    for num in sorted({0, 1, den_num - 1, den_num, den_num + 1, 3 * den_num + 2, num_ub // 3, num_ub}):
+        x = exact.Exact()
+        v = x.m.new_int_var(0, num_ub, "num")
+        x.m.add(v == num)
+        c = x.ceil_div(v, num_ub, den_num, den_den, "t")
+        solver = cp_model.CpSolver()
+        assert solver.solve(x.m) == cp_model.OPTIMAL
+        assert solver.value(c) == -(-num * den_den // den_num), (num, den_num, den_den)
