@@ -137,8 +137,8 @@ def main(argv=None) -> None:
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "attention.md")
     args = ap.parse_args(argv)
     rows = []
-    for model in args.models.split(","):
-        for seq in [int(s) for s in args.seqs.split(",")]:
+    for model in [m for m in args.models.split(",") if m]:   # --models "" only renders --with-rows
+        for seq in [int(s) for s in args.seqs.split(",") if s]:
             t0 = time.perf_counter()
             row = point(model, seq, args.batch, args.objective, args.det, args.workers)
             rows.append(row)
