@@ -300,18 +300,20 @@ class Exact:
         max(num, c, den_num · den_den)."""
         ub = -(-num_ub * den_den // den_num)
         if max(ub * den_num, num_ub * den_den) < MAX_TABLE:
-            c = self.m.new_int_var(0, ub, name)
-            self.m.add(c * den_num >= num_expr * den_den)
-            self.m.add(c * den_num <= num_expr * den_den + den_num - 1)
-            return c
+            return self._ceiling(num_expr, ub, den_num, den_den, name)
         if max(ub + den_den, num_ub, den_num * den_den) >= MAX_TABLE:
             raise OverflowError(f"{name or 'a ceiling'}: {num_ub} x {den_den} / {den_num} needs integers beyond 2^62")
         q = self.m.new_int_var(0, num_ub // den_num, f"{name} quotient")
         r = self.m.new_int_var(0, den_num - 1, f"{name} remainder")
         self.m.add(num_expr == q * den_num + r)
-        part = self.m.new_int_var(0, den_den, f"{name} remainder part")
-        self.m.add(part * den_num >= r * den_den)
-        self.m.add(part * den_num <= r * den_den + den_num - 1)
+        part = self._ceiling(r, den_den, den_num, den_den, f"{name} remainder part")
         c = self.m.new_int_var(0, ub, name)
         self.m.add(c == q * den_den + part)
+        return c
+
+    def _ceiling(self, x, ub: int, den_num: int, den_den: int, name: str) -> cp_model.IntVar:
+        """c in [0, ub] with c = ceil(x · den_den / den_num), by the two inequalities (the caller checked sizes)."""
+        c = self.m.new_int_var(0, ub, name)
+        self.m.add(c * den_num >= x * den_den)
+        self.m.add(c * den_num <= x * den_den + den_num - 1)
         return c

@@ -372,18 +372,26 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
                                      why="its floor is above the cut-off", source="floor")
             return job
         job["entry"] = cache.entry(inst, plan, components, unit)
-        r = cache.get(job["entry"], cutoff)
-        if r is not None:
-            emit({"type": "segment_start", "segment": seg, "attempt": attempt, "cutoff": cutoff, "cached": True})
-            if progress:
-                progress(f"{label}: {r.status} (cached)")
-            job["r"] = r
+        if from_cache(job):
             return job
         # building may take what is left of the wall clock; with a deterministic budget, a count of building
         # operations (solver/limits.py BUILD_CAP_DET)
         job["build"] = (max(budget.wall_left(), 0.05) if budget.wall != float("inf") else None,
                         None if det_seconds is None else int(max(det_seconds, MIN_BUILD_DET) / BUILD_CAP_DET))
         return job
+
+    def from_cache(job) -> bool:
+        """Whether the cache answers plan `job` (a proof of this segment, or of one equal to it but for names);
+        if so the answer is in job["r"]."""
+        r = cache.get(job["entry"], job["cutoff"])
+        if r is None:
+            return False
+        emit({"type": "segment_start", "segment": job["seg"], "attempt": job["attempt"], "cutoff": job["cutoff"],
+              "cached": True})
+        if progress:
+            progress(f"{job['label']}: {r.status} (cached)")
+        job["r"] = r
+        return True
 
     def on_solution_of(job):
         def on_solution(value, bound, wall, det):
@@ -471,15 +479,10 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
                 finish(job, got[job["k"]])
             elif control.interrupted:
                 interrupted_at(job)
-            else:   # the same model as an earlier plan of this wave, which is finished by now
-                r = cache.get(job["entry"], job["cutoff"])
-                if r is None:
-                    later.append(job)
-                    continue
-                emit({"type": "segment_start", "segment": job["seg"], "attempt": attempt, "cutoff": job["cutoff"],
-                      "cached": True})
-                job["r"] = r
-                finish(job, r)
+            elif from_cache(job):   # the same model as an earlier plan of this wave, which is finished by now
+                finish(job, job["r"])
+            else:
+                later.append(job)
         got = in_workers(later)
         for job in later:
             if job["k"] in got:
@@ -537,6 +540,8 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
 
     report_total(next(iter(space.order()), None), force=True)   # the constructive incumbent, before any model
     met = 0
+    # in batches each plan gets its share as if alone: times the processes under a wall limit, which they share
+    speedup = processes if budget.det is None else 1
     if processes == 1:
         for key in space.order():
             left = budget.left()
@@ -545,8 +550,7 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
                 break
             run(ident(key), max(left / max(total_plans - met, 1), 0.05), "segment")
             met += 1
-    else:   # in batches (solver/parallel.py): each plan's share as if alone, times the processes for a wall limit
-        speedup = processes if budget.det is None else 1
+    else:   # in batches (solver/parallel.py)
         order = parallel.waves(space.order())
         for batch in order:
             left = budget.left()
@@ -571,7 +575,6 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
                     break
                 run(k, left * weight(k) / sum(weight(q) for q in todo[n_done:]), "retry")
             continue
-        speedup = processes if budget.det is None else 1
         for start in range(0, len(todo), parallel.BATCH):
             left = budget.left()
             if left <= 0.05 or control.interrupted:

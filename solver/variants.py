@@ -33,25 +33,28 @@ def solve_variants(solve, inst, objective: Optional[str], time_limit: Optional[f
     started = time.perf_counter()
     wall = time_limit if time_limit is not None else (inst.solver.time_limit_s if deterministic_time is None
                                                       else None)
-    det_left = deterministic_time
+    det_left = [deterministic_time]
     results = []
-    for k, (name, alt) in enumerate(alts):
-        n_left = len(alts) - k
-        if control is not None and control.interrupted:
-            break
-        wall_share = None if wall is None else max((wall - (time.perf_counter() - started)) / n_left, 0.05)
-        det_share = None if det_left is None else det_left / n_left
-        if progress:
-            progress(f"variant {name} ({k + 1}/{len(alts)})")
 
-        def tagged(record, name=name):
-            events({**record, "variant": name})
+    def run(name, alt, n_left: int, tags: dict):
+        """Variant `name` solved with 1/n_left of what is left of each limit (what it leaves goes to the rest)."""
+        wall_share = None if wall is None else max((wall - (time.perf_counter() - started)) / n_left, 0.05)
+        det_share = None if det_left[0] is None else det_left[0] / n_left
+
+        def tagged(record):
+            events({**record, **tags})
         res = solve(alt, objective, wall_share, deterministic_time=det_share, control=control,
                     events=tagged if events else None, progress=progress, **kw)
-        if det_left is not None:
-            used = sum(s.deterministic_time for s in res.segments)
-            det_left = max(det_left - used, 0.0)
-        results.append((name, res))
+        if det_left[0] is not None:
+            det_left[0] = max(det_left[0] - sum(s.deterministic_time for s in res.segments), 0.0)
+        return res
+
+    for k, (name, alt) in enumerate(alts):
+        if control is not None and control.interrupted:
+            break
+        if progress:
+            progress(f"variant {name} ({k + 1}/{len(alts)})")
+        results.append((name, run(name, alt, len(alts) - k, {"variant": name})))
     # what the variants proven early left over goes to those still open that could win: solved again with all of
     # it (their proven segments come back from the cache), the better of the two runs kept
     could_win = [k for k, (n, r) in enumerate(results) if _open(r, results)]
@@ -60,22 +63,14 @@ def solve_variants(solve, inst, objective: Optional[str], time_limit: Optional[f
             break
         wall_left = None if wall is None else wall - (time.perf_counter() - started)
         if (wall_left is not None and wall_left < SECOND_ROUND_MIN_S) or \
-                (det_left is not None and det_left < SECOND_ROUND_MIN_DET):
+                (det_left[0] is not None and det_left[0] < SECOND_ROUND_MIN_DET):
             break
         name, first = results[k]
         if not _open(first, results):
             continue
-        n_left = len(could_win) - m
         if progress:
             progress(f"variant {name}: solving again with what the others left over")
-
-        def tagged(record, name=name):
-            events({**record, "variant": name, "round": 2})
-        again = solve(dict(alts)[name], objective, None if wall_left is None else wall_left / n_left,
-                      deterministic_time=None if det_left is None else det_left / n_left, control=control,
-                      events=tagged if events else None, progress=progress, **kw)
-        if det_left is not None:
-            det_left = max(det_left - sum(s.deterministic_time for s in again.segments), 0.0)
+        again = run(name, dict(alts)[name], len(could_win) - m, {"variant": name, "round": 2})
         results[k] = (name, better_run(first, again))
     return combine_variants(results, control)
 

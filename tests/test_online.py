@@ -420,21 +420,13 @@ def test_recurrence_states_move_once_per_step_in_the_transfer_floor(case):
     """solver/bounds.py fewest_words counts a recurrence's state at the fusion level once per step of its carried
     rank, for the recurrence and each running reader: never more than a valid mapping moves."""
     from mapsolve.model import evaluate
-    from mapsolve.solver.bounds import fewest_words
+    from test_solver import assert_transfer_floors_hold
     inst, mapping = case
     try:
         res = evaluate(inst, mapping)
     except MappingError:
         assume(False)
-    levels = inst.architecture.levels
-    index = {lv.name: i for i, lv in enumerate(levels)}
-    for g in res.groups:
-        if g.fusion_level is None:
-            continue
-        fusion = index[g.fusion_level]
-        for li, (reads, writes) in fewest_words(inst, g.einsums, fusion).items():
-            floor = -(-(reads + writes) // levels[li].word(inst.workload.word_bits))
-            assert g.level_cycles.get(levels[li].name, 0) >= floor, (g.einsums, levels[li].name, floor)
+    assert_transfer_floors_hold(inst, res, lambda: (inst.model_dump_json(), mapping.model_dump_json()))
 
 
 def test_the_running_max_per_step_traffic_closes_bert_4k():

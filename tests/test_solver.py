@@ -107,6 +107,22 @@ def test_solver_beats_random_mapping(case, objective, lex):
         assert both.objective[1] <= metric(res, other), context
 
 
+def assert_transfer_floors_hold(inst, res, context=lambda: "") -> None:
+    """Every group of the evaluated mapping `res` moves at least fewest_words at DRAM and at its fusion level:
+    its transfer time there is at least ceil(fewest / bandwidth) on every port. `context()` describes the case."""
+    levels = inst.architecture.levels
+    index = {lv.name: i for i, lv in enumerate(levels)}
+    for g in res.groups:
+        fusion = index[g.fusion_level] if g.fusion_level is not None else None
+        for li, (reads, writes) in fewest_words(inst, g.einsums, fusion).items():
+            word = levels[li].word(inst.workload.word_bits)
+            for port, bw in levels[li].ports:
+                words = port_words(port, reads, writes)       # bits
+                floor = -(-words * bw.denominator // (bw.numerator * word))
+                assert g.level_cycles.get(levels[li].name, 0) >= floor, \
+                    (g, levels[li].name, port, words, context())
+
+
 @settings(max_examples=400, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(cases(allow_invalid=False))
@@ -119,17 +135,8 @@ def test_fewest_words_cut_is_valid(case):
         res = evaluate(inst, mapping)
     except MappingError:
         assume(False)
-    levels = inst.architecture.levels
-    index = {lv.name: i for i, lv in enumerate(levels)}
+    assert_transfer_floors_hold(inst, res, lambda: case_json(inst, mapping, "latency"))
     for g in res.groups:
-        fusion = index[g.fusion_level] if g.fusion_level is not None else None
-        for li, (reads, writes) in fewest_words(inst, g.einsums, fusion).items():
-            word = levels[li].word(inst.workload.word_bits)
-            for port, bw in levels[li].ports:
-                words = port_words(port, reads, writes)       # bits
-                floor = -(-words * bw.denominator // (bw.numerator * word))
-                assert g.level_cycles.get(levels[li].name, 0) >= floor, \
-                    (g, levels[li].name, port, words, case_json(inst, mapping, "latency"))
         # the search's bound for a segment not solved yet (solver/paths.py) holds for the group too
         assert _floor(inst, g.einsums, "latency") <= g.latency_cycles, (g, case_json(inst, mapping, "latency"))
         assert _floor(inst, g.einsums, "energy") <= g.energy_fj, (g, case_json(inst, mapping, "energy"))
