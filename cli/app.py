@@ -51,7 +51,7 @@ def check_run_options(time_limit: float | None = None, deterministic_time: float
     if workers is not None and not 1 <= workers <= 64:
         fail(f"--workers must be between 1 and 64, not {workers}")
     if objective is not None and objective not in OBJECTIVE_NAMES:
-        fail(f"--objective must be one of {', '.join(OBJECTIVE_NAMES[:-1])} (edp is refused), not {objective!r}")
+        fail(f"--objective must be one of {', '.join(OBJECTIVE_NAMES)}, not {objective!r}")
 
 
 def with_nesting(inst, nesting: str | None):

@@ -17,6 +17,7 @@ from mapsolve.model.spec import Instance, Mapping
 from . import solve_cmd, trace_cmd  # noqa: F401  (register `solve` and `trace`)
 from . import verify_cmd  # noqa: F401  (registers `enumerate` and `verify`)
 from . import make_cmd  # noqa: F401  (registers `make` and `passes`)
+from . import pareto_cmd  # noqa: F401  (registers `pareto`)
 from .app import EXIT_INPUT, EXIT_INTERRUPTED, app, fail
 from .report import print_result
 

@@ -178,10 +178,17 @@ def solve_command(
     cache: Optional[Path] = typer.Option(None, "--cache", help="Keep proven segment results in this folder and "
                                          "reuse them (keyed by the segment's content and the code's version): "
                                          "re-solving an unchanged instance, or a similar one, costs little."),
+    max_latency: Optional[int] = typer.Option(None, "--max-latency", help="Only mappings of at most this many "
+                                              "cycles (a proven cap: the optimum is read off the exact "
+                                              "energy-latency front, `mapsolve pareto`)."),
+    max_energy: Optional[int] = typer.Option(None, "--max-energy", help="Only mappings of at most this many fJ "
+                                             "(a proven cap, as --max-latency)."),
 ) -> None:
-    """Find a mapping of minimal energy or latency and prove it optimal."""
+    """Find a mapping of minimal energy, latency or energy x latency (edp) and prove it optimal."""
     checkpoint("load")   # before the search's handler: Ctrl-C here is KeyboardInterrupt, exit 130 (cli/main.py)
     check_run_options(time_limit, deterministic_time, seed, workers, objective)
+    from .pareto_cmd import check_caps
+    caps = check_caps(max_latency, max_energy)
     if not 1 <= cpsat_workers <= 64:
         fail(f"--cpsat-workers must be between 1 and 64, not {cpsat_workers}")
     for flag, path in (("--json", json_out), ("--trace", trace), ("--solver-log", solver_log)):
@@ -216,7 +223,8 @@ def solve_command(
             fail(outputs.failure_line())
         _solve_and_report(inst, objective, time_limit, workers, seed, progress, outputs, control, deterministic_time,
                           certify, json_out, quiet, run_solver, SolverError, VerificationError, segment_cache,
-                          cpsat_workers, models_wanted=solver_log is not None or export_model is not None)
+                          cpsat_workers, models_wanted=solver_log is not None or export_model is not None,
+                          caps=caps)
         checkpoint("done")
         if control.interrupted:   # it came while the finished result was being written or printed
             fail(f"interrupted: the result above is complete{f' and written to {json_out}' if json_out else ''}",
@@ -227,7 +235,7 @@ def solve_command(
 
 def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outputs, control, deterministic_time,
                       certify, json_out, quiet, run_solver, SolverError, VerificationError, cache, cpsat_workers=1,
-                      models_wanted=False) -> None:
+                      models_wanted=False, caps=None) -> None:
     """The search, then every output; an interrupt at any moment (control.interrupted) ends in exit 130 once
     everything is written."""
     def event(record: dict) -> None:
@@ -239,7 +247,7 @@ def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outp
         res = run_solver(inst, objective, time_limit, workers, seed, progress=progress,
                          log=outputs.log if models_wanted else None, events=event, control=control,
                          on_model=outputs.model if models_wanted else None, deterministic_time=deterministic_time,
-                         certify=certify, cache=cache, cpsat_workers=cpsat_workers)
+                         certify=certify, cache=cache, cpsat_workers=cpsat_workers, caps=caps)
     except VerificationError as exc:
         progress.done()
         outputs.close(None)
@@ -287,7 +295,9 @@ def _values(names: str, values, energy_unit: int = 1) -> str:
     """`energy 22,361,408 fJ, latency 128 cycles` for an objective's values (or `-` when there are none)."""
     if not values:
         return "-"
-    units = {"energy": "fJ" if energy_unit == 1 else f"x {energy_unit} fJ", "latency": "cycles"}
+    units = {"energy": "fJ" if energy_unit == 1 else f"x {energy_unit} fJ", "latency": "cycles",
+             "edp": "fJ x cycles"}
+    names = names.split(" with ")[0]   # "energy with latency <= C": the cap is said elsewhere
     return ", ".join(f"{n} {v:,} {units.get(n, '')}".rstrip() for n, v in zip(names.split(","), values))
 
 

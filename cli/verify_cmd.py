@@ -116,6 +116,9 @@ def verify_command(
     nesting: Optional[str] = typer.Option(None, "--nesting", help="tree: shared loops may enclose any run of a "
                                           "fused group (nested fusion); flat: every shared loop encloses the whole "
                                           "group (default: the instance's solver.nesting)."),
+    pareto: bool = typer.Option(False, "--pareto", help="Compare the energy-latency fronts instead: the solver's "
+                                "(`mapsolve pareto`) and the enumerator's (pruned, and brute force when small "
+                                "enough), point for point."),
 ) -> None:
     """Prove the solver right on a small instance: CP-SAT optimum == exhaustive enumeration (exit 0), else exit 1."""
     check_run_options(time_limit, deterministic_time, objective=objective)
@@ -131,6 +134,10 @@ def verify_command(
     work = estimate(inst, True, max_candidates)
     if work > max_candidates:  # refuse before the CP-SAT run, not after it
         fail(str(MapspaceTooLarge(work, max_candidates)))
+    if pareto:
+        from .pareto_cmd import verify_front
+        verify_front(inst, time_limit, deterministic_time, max_candidates, brute_max)
+        return
     outputs = SearchOutputs(instance, inst, trace, None, None,
                             {"objective": objective, "time_limit": time_limit, "deterministic_time": deterministic_time,
                              "workers": 1, "seed": 0, "command": "verify"})

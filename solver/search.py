@@ -34,9 +34,6 @@ OBJECTIVES = ("energy", "latency", "energy,latency", "latency,energy")
 
 
 def _components(objective: str) -> list[str]:
-    if objective == "edp":
-        raise SolverError("objective edp is refused: energy x latency is not additive over fused groups, so "
-                          "the segment decomposition cannot prove it; use energy,latency or latency,energy")
     if objective not in OBJECTIVES:
         raise SolverError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
     return objective.split(",")
@@ -48,8 +45,12 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
           events: Optional[Callable[[dict], None]] = None, control: Optional[Control] = None,
           on_model: Optional[Callable[[str, object, dict], None]] = None,
           deterministic_time: Optional[float] = None, certify: str = "auto",
-          cache: Optional[SegmentCache] = None, cpsat_workers: int = 1) -> SolveResult:
+          cache: Optional[SegmentCache] = None, cpsat_workers: int = 1,
+          caps: Optional[dict] = None) -> SolveResult:
     """Find a mapping minimising `objective`, prove it optimal when time allows, decode and verify it.
+
+    `caps` ({"energy": fJ, "latency": cycles}, the most each may be) and the objective "edp" (energy x latency)
+    do not decompose over fused groups: they are read off the exact energy-latency front (solver/pareto.py).
 
     `deterministic_time` (CP-SAT's deterministic seconds, summed over every segment solve) makes the budget and
     its split across segments independent of the machine's load: the same answer on a fast or a busy machine.
@@ -74,6 +75,13 @@ def solve(inst: Instance, objective: Optional[str] = None, time_limit: Optional[
     given), each CP-SAT search with `cpsat_workers` threads (1: deterministic). A CP-SAT log or exported models
     (`log`, `on_model`) need the models in this process: the search then runs in it alone.
     """
+    objective = objective or inst.solver.objective
+    if caps or objective == "edp":
+        from .pareto import solve_on_front
+        if objective != "edp":
+            _components(objective)
+        return solve_on_front(inst, objective, dict(caps or {}), time_limit, deterministic_time, cpsat_workers,
+                              seed, control, progress)
     cache = cache if cache is not None else SegmentCache()   # in memory: one run's proofs, shared by variants
     if inst.workload.variants:   # the least of the variants' optima (solver/variants.py)
         from .variants import solve_variants

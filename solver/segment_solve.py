@@ -169,8 +169,12 @@ def flat(inst: Instance) -> Instance:
 def solve_segment(inst: Instance, plan, components: list[str], seconds: float, workers: int, seed: int,
                   on_solution=None, log=None, cutoff: Optional[int] = None, on_bound=None,
                   control: Optional[Control] = None, on_model=None, energy_unit: int = 1,
-                  det_seconds: Optional[float] = None, build: Optional[tuple] = None) -> SegmentResult:
+                  det_seconds: Optional[float] = None, build: Optional[tuple] = None,
+                  caps: Optional[dict] = None) -> SegmentResult:
     """Solve one segment's model; with a cut-off, only solutions whose first objective is <= cutoff count.
+
+    `caps`: objective component -> the most it may be (energy in `energy_unit` fJ, latency in cycles), constraints
+    of the model (the ε-constraints of solver/pareto.py); every component capped must be one of `components`.
 
     `build`: (wall seconds, building operations) the model's building may take at most (exact.py `build_limit`);
     past it the segment gets no model: UNKNOWN, bound 0, source "unbuilt".
@@ -194,19 +198,19 @@ def solve_segment(inst: Instance, plan, components: list[str], seconds: float, w
     if build is not None and build[1] is not None:
         build = (build[0], build[1] - upfront)
     res = _solve_segment(inst, plan, components, seconds, workers, seed, on_solution, log, cutoff, on_bound,
-                         control, on_model, energy_unit, det_seconds, build)
+                         control, on_model, energy_unit, det_seconds, build, caps)
     return dataclasses.replace(res, build_ops=res.build_ops + upfront)
 
 
 def _solve_segment(inst, plan, components, seconds, workers, seed, on_solution, log, cutoff, on_bound, control,
-                   on_model, energy_unit, det_seconds, build) -> SegmentResult:
+                   on_model, energy_unit, det_seconds, build, caps=None) -> SegmentResult:
     if nests_deeper(inst, plan):
         t0 = time.perf_counter()
         # a warm start, not reported: its model, incumbents and bound are not the segment's (the tree model
         # finds the hinted solution at once and reports it)
         first = _solve_one(flat(inst), plan, components, seconds / 2, workers, seed, None, log, cutoff,
                            None, control, None, energy_unit, None if det_seconds is None else det_seconds / 2,
-                           build=build)
+                           build=build, caps=caps)
         spent = time.perf_counter() - t0
         if control is not None and control.interrupted:
             return dataclasses.replace(first, status="UNKNOWN" if first.values is None else "FEASIBLE",
@@ -214,7 +218,7 @@ def _solve_segment(inst, plan, components, seconds, workers, seed, on_solution, 
         res = _solve_one(inst, plan, components, seconds - spent, workers, seed, on_solution, log, cutoff,
                          on_bound, control, on_model, energy_unit,
                          None if det_seconds is None else det_seconds - first.deterministic_time,
-                         hint=first.named_solution, build=build, first_attempt=first.last_attempt)
+                         hint=first.named_solution, build=build, first_attempt=first.last_attempt, caps=caps)
         res = dataclasses.replace(res, seconds=res.seconds + first.seconds,
                                   build_seconds=res.build_seconds + first.build_seconds,
                                   build_ops=res.build_ops + first.build_ops,
@@ -225,19 +229,19 @@ def _solve_segment(inst, plan, components, seconds, workers, seed, on_solution, 
                                       latency_cycles=first.latency_cycles, mapping=first.mapping)
         return res
     return _solve_one(inst, plan, components, seconds, workers, seed, on_solution, log, cutoff, on_bound, control,
-                      on_model, energy_unit, det_seconds, build=build)
+                      on_model, energy_unit, det_seconds, build=build, caps=caps)
 
 
 def _solve_one(inst: Instance, plan, components: list[str], seconds: float, workers: int, seed: int,
                on_solution=None, log=None, cutoff: Optional[int] = None, on_bound=None,
                control: Optional[Control] = None, on_model=None, energy_unit: int = 1,
                det_seconds: Optional[float] = None, hint: Optional[dict] = None,
-               build: Optional[tuple] = None, first_attempt: int = 0) -> SegmentResult:
+               build: Optional[tuple] = None, first_attempt: int = 0, caps: Optional[dict] = None) -> SegmentResult:
     """One model of one segment (`solve_segment`): `_solve_model`, with the model's building operations counted in
     the result (`build_ops`, work the search charges with a deterministic budget)."""
     built: dict = {}
     r = _solve_model(inst, plan, components, seconds, workers, seed, on_solution, log, cutoff, on_bound, control,
-                     on_model, energy_unit, det_seconds, hint, build, built, first_attempt)
+                     on_model, energy_unit, det_seconds, hint, build, built, first_attempt, caps)
     return dataclasses.replace(r, build_ops=built["ops"]) if "ops" in built else r
 
 
@@ -246,7 +250,7 @@ def _solve_model(inst: Instance, plan, components: list[str], seconds: float, wo
                control: Optional[Control] = None, on_model=None, energy_unit: int = 1,
                det_seconds: Optional[float] = None, hint: Optional[dict] = None,
                build: Optional[tuple] = None, built: Optional[dict] = None,
-               first_attempt: int = 0) -> SegmentResult:
+               first_attempt: int = 0, caps: Optional[dict] = None) -> SegmentResult:
     """One model of one segment (`solve_segment`); `hint`: variable name -> value, a solution hint. `seconds`
     counts the model's building too (a model that takes long to build leaves less time to solve it)."""
     names, fusion, top = plan
@@ -269,6 +273,8 @@ def _solve_model(inst: Instance, plan, components: list[str], seconds: float, wo
         if cutoff < 0:
             return SegmentResult(names, fname, "PRUNED", None, (cutoff + 1,))
         sm.m.add(exprs[components[0]] <= cutoff)
+    for comp, most in (caps or {}).items():
+        sm.m.add(exprs[comp] <= most)
     build = time.perf_counter() - t0
     size = model_size(sm.m)
     if hint:

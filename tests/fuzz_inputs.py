@@ -823,8 +823,8 @@ def flag_invalid(flag: str, value: str) -> str | None:
             return f"--seed {value!r} is not an integer"
         return None if 0 <= int(value) <= 2**31 - 1 else f"--seed {value} outside [0, 2^31-1] (SolverOptions)"
     if flag == "--objective":
-        return None if value in ("energy", "latency", "energy,latency", "latency,energy") else \
-            f"--objective {value!r} is not energy|latency|energy,latency|latency,energy"
+        return None if value in ("energy", "latency", "energy,latency", "latency,energy", "edp") else \
+            f"--objective {value!r} is not energy|latency|energy,latency|latency,energy|edp"
     if flag == "--workers":
         if not value.lstrip("-").isdigit():
             return f"--workers {value!r} is not an integer"
