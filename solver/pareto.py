@@ -141,7 +141,7 @@ def segment_front(inst: Instance, plan, unit: int, floors: tuple[int, int], seco
             break
         step_caps = {k: v for k, v in (("energy", caps.get("energy")), ("latency", eps)) if v is not None}
         r = solve_segment(inst, plan, COMPONENTS, wall, workers, seed, control=control, energy_unit=unit,
-                          det_seconds=det, caps=step_caps)
+                          det_seconds=det, caps=step_caps, build=(max(wall, 0.05), None))
         steps += 1
         results.append(r)
         det_used += r.deterministic_time
@@ -274,6 +274,12 @@ def _front(inst, time_limit, deterministic_time, caps, max_steps, workers, seed,
         left = len(keys) - n_done
         wall_left = time_limit - (time.perf_counter() - t0)
         det = None if deterministic_time is None else max(deterministic_time - det_used, 0.0) / left
+        if control.interrupted or wall_left <= 0 or (det is not None and det <= 0.001):
+            # out of time: no model at all, its floors bound it
+            unfinished.append(label)
+            cand_lower.setdefault(j, []).extend((q[0] + floors[0], q[1] + floors[1]) for q in lower[i])
+            cand_lower[j] = non_dominated(cand_lower[j])
+            continue
         if progress:
             progress(f"front {n_done + 1}/{len(keys)} {label}")
         seg = segment_front(inst, plan, unit, floors, max(wall_left / left, 0.05) if deterministic_time is None
