@@ -18,6 +18,7 @@ from . import solve_cmd, trace_cmd  # noqa: F401  (register `solve` and `trace`)
 from . import verify_cmd  # noqa: F401  (registers `enumerate` and `verify`)
 from . import make_cmd  # noqa: F401  (registers `make` and `passes`)
 from . import pareto_cmd  # noqa: F401  (registers `pareto`)
+from . import sweep_cmd  # noqa: F401  (registers `sweep`)
 from .app import EXIT_INPUT, EXIT_INTERRUPTED, app, fail
 from .report import print_result
 
