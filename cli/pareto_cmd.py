@@ -115,11 +115,12 @@ def pareto_command(
     from mapsolve.solver import SolverError, VerificationError
     from mapsolve.solver.pareto import pareto_front
     from mapsolve.solver.search import Control
-    from .solve_cmd import Progress, _on_ctrl_c
+    from .solve_cmd import Progress, _on_ctrl_c, checkpoint
     progress = Progress(quiet)
     control = Control()
     restore = _on_ctrl_c(control.interrupt)
     try:
+        checkpoint("pareto")   # testing hook: an interrupt before the first segment
         front = pareto_front(inst, time_limit, deterministic_time, caps, points, cpsat_workers, seed, control,
                              progress)
     except VerificationError as exc:

@@ -157,3 +157,15 @@ def test_caps_refuse_nonsense(flag):
     cp = subprocess.run([sys.executable, "-m", "mapsolve.cli.main", str(ROOT / "instances" / "tiny_matmul.json"),
                          flag, "-5"], capture_output=True, text=True)
     assert cp.returncode == 2 and flag in cp.stderr and "Traceback" not in cp.stderr
+
+
+def test_interrupted_front_exits_130_with_its_json(tmp_path):
+    """Ctrl-C (the testing hook sends SIGINT as the front starts): exit 130, one line, the JSON says incomplete."""
+    import os
+    out = tmp_path / "f.json"
+    cp = subprocess.run([sys.executable, "-m", "mapsolve.cli.main", "pareto", str(ROOT / "instances" /
+                        "tiny_attention.json"), "--json", str(out), "-q"], capture_output=True, text=True,
+                        env={**os.environ, "MAPSOLVE_INTERRUPT_AT": "pareto"})
+    assert cp.returncode == 130, cp.stderr
+    assert "Traceback" not in cp.stderr and len(cp.stderr.strip().splitlines()) == 1
+    assert json.loads(out.read_text())["complete"] is False
