@@ -43,6 +43,10 @@ def sweep_command(
     out: Path = typer.Option(..., "--out", "-o", help="Results folder: results.csv, points/, plots."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Points solved at once (default: the CPUs); "
                                        "each with one CP-SAT worker, so the table does not depend on it."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Solve the points as Ray tasks on the cluster at this "
+                                      "address (\"auto\", HOST:6379, ray://HOST:10001) or on a Ray instance "
+                                      "started here (\"local\", --jobs CPUs); needs pip install \"mapsolve[ray]\" "
+                                      "on every node (docs/sweeps.md)."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write the plots (needs matplotlib)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -60,7 +64,10 @@ def sweep_command(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"--out {out}: cannot make the folder: {exc.strerror or exc}")
+    if ray is not None and not ray.strip():
+        fail("--ray: give a cluster address (auto, HOST:6379, ray://HOST:10001) or local")
     from mapsolve.sweep.points import expand
+    from mapsolve.sweep.ray_run import RayError
     from mapsolve.sweep.run import run_sweep
     total = len(expand(sweep))
     progress = None
@@ -75,9 +82,11 @@ def sweep_command(
 
                 def on_row(row, done, n):
                     progress.update(task, completed=done, description=f"last: {row.get('status')}")
-                rows, skipped = run_sweep(sweep, sweep_file.resolve().parent, out, jobs, on_row)
+                rows, skipped = run_sweep(sweep, sweep_file.resolve().parent, out, jobs, on_row, ray_address=ray)
         else:
-            rows, skipped = run_sweep(sweep, sweep_file.resolve().parent, out, jobs)
+            rows, skipped = run_sweep(sweep, sweep_file.resolve().parent, out, jobs, ray_address=ray)
+    except RayError as exc:
+        fail(str(exc))
     except KeyboardInterrupt:
         fail(f"interrupted: every finished point is kept in {out / 'points'}; run again to resume", EXIT_INTERRUPTED)
     plots = []

@@ -66,8 +66,21 @@ def set_path(doc: Any, path: str, value: Any) -> None:
             raise PointError(f"{path}: {'.'.join(parts[:k])} is a value, not an object")
 
 
-def instance_of(sweep: Sweep, folder: Path, params: dict) -> Instance:
-    """The point's instance: the base (or the generator with its `make.` arguments), then every other path."""
+def base_document(sweep: Sweep, folder: Path) -> dict | None:
+    """The base instance file as a JSON document, read once by the sweep's driver so that a point solved on
+    another machine (a Ray cluster) needs no file of it; None for a `make:` sweep. Raises PointError."""
+    if sweep.make is not None:
+        return None
+    from mapsolve.model import load_instance
+    try:
+        return load_instance(folder / sweep.base).model_dump(mode="json")
+    except InputError as exc:
+        raise PointError(str(exc)) from None
+
+
+def instance_of(sweep: Sweep, folder: Path, params: dict, base: dict | None = None) -> Instance:
+    """The point's instance: the base (`base`, its document, or the file) or the generator with its `make.`
+    arguments, then every other path."""
     make_args = {k[5:]: v for k, v in params.items() if k.startswith("make.")}
     if sweep.make is not None:
         from mapsolve.model import make
@@ -82,12 +95,9 @@ def instance_of(sweep: Sweep, folder: Path, params: dict) -> Instance:
     elif make_args:
         raise PointError(f"{next(iter(make_args))}: make arguments need a `make:` base")
     else:
-        from mapsolve.model import load_instance
-        try:
-            inst = load_instance(folder / sweep.base)
-        except InputError as exc:
-            raise PointError(str(exc)) from None
-    doc = inst.model_dump(mode="json")
+        inst = None
+    doc = inst.model_dump(mode="json") if inst is not None else json.loads(json.dumps(
+        base if base is not None else base_document(sweep, folder)))   # a copy: set_path writes into it
     for path, value in params.items():
         if not path.startswith("make."):
             set_path(doc, path, value)

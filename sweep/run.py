@@ -10,7 +10,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Callable, Optional
 
-from .points import PointError, expand, instance_of, point_id
+from .points import PointError, base_document, expand, instance_of, point_id
 from .spec import Sweep
 
 RESULT_COLUMNS = ["id", "objective", "status", "gap", "objective_value", "best_bound", "energy_fj", "latency_cycles",
@@ -18,15 +18,16 @@ RESULT_COLUMNS = ["id", "objective", "status", "gap", "objective_value", "best_b
 TIME_COLUMNS = ("solve_seconds", "deterministic_seconds")
 
 
-def solve_point(sweep_doc: dict, folder: str, point: dict) -> dict:
-    """One point's row (never raises: a point that fails is a row with its status and the reason)."""
+def solve_point(sweep_doc: dict, folder: str, point: dict, base: Optional[dict] = None) -> dict:
+    """One point's row (never raises: a point that fails is a row with its status and the reason). `base`: the
+    base instance's document, read by the driver (a Ray worker may not see the sweep's folder)."""
     from mapsolve.model import evaluate
     from mapsolve.solver import SolverError, solve
     sweep = Sweep.model_validate(sweep_doc)
     row = {"objective": point["objective"], **{f"param:{k}": v for k, v in point["params"].items()}}
     t0 = time.perf_counter()
     try:
-        inst = instance_of(sweep, Path(folder), point["params"])
+        inst = instance_of(sweep, Path(folder), point["params"], base)
         res = solve(inst, point["objective"], sweep.limits.time_limit, workers=1, seed=0,
                     deterministic_time=sweep.limits.deterministic_time)
     except PointError as exc:
@@ -65,8 +66,11 @@ class Store:
 
 
 def run_sweep(sweep: Sweep, folder: Path, out: Path, jobs: int = 1,
-              on_row: Optional[Callable[[dict, int, int], None]] = None) -> tuple[list[dict], int]:
-    """Every point's row in the sweep's order, and how many were already finished (skipped)."""
+              on_row: Optional[Callable[[dict, int, int], None]] = None,
+              ray_address: Optional[str] = None) -> tuple[list[dict], int]:
+    """Every point's row in the sweep's order, and how many were already finished (skipped). Points run in this
+    process (jobs 1), a local process pool (jobs > 1) or, with `ray_address`, as Ray tasks on that cluster
+    ("local": a Ray instance started for this sweep); the rows are the same either way."""
     limits = sweep.limits.model_dump()
     points = expand(sweep)
     store = Store(out)
@@ -88,13 +92,26 @@ def run_sweep(sweep: Sweep, folder: Path, out: Path, jobs: int = 1,
         rows[pid] = row
         if on_row:
             on_row(row, len(rows), len(points))
-    if jobs <= 1 or len(todo) <= 1:
+    skeleton = {pid: {"objective": pt["objective"], **{f"param:{k}": v for k, v in pt["params"].items()}}
+                for pid, pt in todo}
+    try:
+        base = base_document(sweep, folder)
+    except PointError as exc:   # every point would fail the same way: each row says why
+        for pid, _ in todo:
+            take(pid, {**skeleton[pid], "status": "INVALID", "error": str(exc)})
+        todo = []
+        base = None
+    if ray_address is not None and todo:
+        from .ray_run import run_on_ray
+        run_on_ray(ray_address, [(pid, (doc, str(folder), pt, base)) for pid, pt in todo], solve_point,
+                   lambda pid, row: take(pid, {**skeleton[pid], **row}), local_cpus=jobs)
+    elif jobs <= 1 or len(todo) <= 1:
         for pid, pt in todo:
-            take(pid, solve_point(doc, str(folder), pt))
+            take(pid, solve_point(doc, str(folder), pt, base))
     else:
         import multiprocessing
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("forkserver")) as pool:
-            futures = {pool.submit(solve_point, doc, str(folder), pt): pid for pid, pt in todo}
+            futures = {pool.submit(solve_point, doc, str(folder), pt, base): pid for pid, pt in todo}
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
