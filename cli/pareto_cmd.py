@@ -86,7 +86,8 @@ def plot_front(front, shown, path: Path, title: str) -> None:
 def pareto_command(
     instance: Path = typer.Argument(..., help="Instance JSON file."),
     points: Optional[int] = typer.Option(None, "--points", "-k", help="Show (and write) at most K points spread "
-                                         "over the front, and spend at most K ε-solves per segment; the largest "
+                                         "over the front, and spend at most K ε-solves per segment, spread over "
+                                         "its front (both ends first, then the widest open gap); the largest "
                                          "gap between neighbours is stated."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the front as JSON to this file."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Plot the front to this PNG (pip install '.[plot]')."),

@@ -119,7 +119,11 @@ def segment_front(inst: Instance, plan, unit: int, floors: tuple[int, int], seco
                   ) -> SegmentFront:
     """The ε-constraint sweep of one segment (module docstring), within `seconds` (and `det_seconds`), at most
     `max_steps` solves. `useless(e, l)`: whether points at or above (e, l) can no longer add to the cascade's
-    front (the sweep stops there: a lower point (e, l) is all it leaves)."""
+    front (the sweep stops there: a lower point (e, l) is all it leaves). With `max_steps` >= 2 the steps are
+    spread over the front instead (`spread_front`)."""
+    if max_steps is not None and max_steps >= 2:
+        return spread_front(inst, plan, unit, floors, seconds, det_seconds, workers, seed, caps, useless, control,
+                            max_steps)
     e_floor, l_floor = floors
     t0 = time.perf_counter()
     det_used = 0.0
@@ -163,6 +167,127 @@ def segment_front(inst: Instance, plan, unit: int, floors: tuple[int, int], seco
             break
         eps = l - 1
     return SegmentFront(points, non_dominated(lower), results, complete)
+
+
+class _Knowledge:
+    """What a segment's solves have proven, as a lower bound LB(L) on the energy of any mapping of latency L.
+
+    An energy-first solve under latency <= ε answering (e, l) proves: latency <= ε implies energy >= b (b = e when
+    its first stage is proven, else its bound), and, when both stages are proven, latency < l implies energy > e.
+    A latency-first solve proves latency >= λ for every mapping (and, when both stages are proven, energy >= e at
+    latency <= l, the least latency). LB is non-increasing in L and changes only at ε + 1, at l and at λ, so the
+    lower points (LB(L), L) at those latencies cover every mapping not found."""
+
+    def __init__(self, e_floor: int, l_floor: int, cap_l: Optional[int]):
+        self.e_floor, self.lam, self.cap_l = e_floor, l_floor, cap_l
+        self.records: list = []   # (ε or None, b, l or None, strict)
+
+    def add(self, eps: Optional[int], b: int, l: Optional[int], strict: bool) -> None:
+        self.records.append((eps, b, l, strict))
+
+    def lb(self, L: int) -> int:
+        return max([self.e_floor] + [b + (1 if strict and L < l else 0) for eps, b, l, strict in self.records
+                                     if eps is None or L <= eps])
+
+    def lower(self) -> list:
+        cands = {self.lam} | {eps + 1 for eps, _, _, _ in self.records if eps is not None} | \
+            {l for _, _, l, _ in self.records if l is not None}
+        cands = [L for L in cands if L >= self.lam and (self.cap_l is None or L <= self.cap_l)]
+        return non_dominated([(self.lb(L), L) for L in cands])
+
+    def open_from(self, lo: tuple, hi: tuple) -> Optional[int]:
+        """The least latency strictly between two neighbouring found points where a mapping could still beat `lo`'s
+        energy (a non-dominated point not found yet), or None when the gap between them is closed."""
+        top = hi[1] - 1
+        if top <= lo[1] or self.lb(top) >= lo[0]:   # LB is non-increasing: its least value there is at the top
+            return None
+        breaks = sorted({eps + 1 for eps, _, _, _ in self.records if eps is not None} |
+                        {l for _, _, l, _ in self.records if l is not None} | {lo[1] + 1})
+        return next(L for L in breaks if lo[1] < L <= top and self.lb(L) < lo[0]) if any(
+            lo[1] < L <= top and self.lb(L) < lo[0] for L in breaks) else top
+
+
+def spread_front(inst: Instance, plan, unit: int, floors: tuple[int, int], seconds: float,
+                 det_seconds: Optional[float], workers: int, seed: int, caps: dict,
+                 useless: Callable[[int, int], bool], control: Control, max_steps: int) -> SegmentFront:
+    """A segment's front in at most `max_steps` solves spread over it: the energy end, the latency end, then
+    ε in the middle of the widest gap still open between neighbouring points (by the larger of their latency
+    and energy ratios). Every answer is kept as proven knowledge (`_Knowledge`), so the lower points are exact
+    whatever the order of the solves; the segment is complete when every gap is closed."""
+    e_floor, l_floor = floors
+    cap_l = caps.get("latency")
+    know = _Knowledge(e_floor, l_floor, cap_l)
+    t0 = time.perf_counter()
+    det_used = 0.0
+    points, results = [], []
+    steps = 0
+
+    def solve(eps: Optional[int], components: list[str]):
+        nonlocal steps, det_used
+        left = max_steps - steps
+        wall = (seconds - (time.perf_counter() - t0)) / left
+        det = None if det_seconds is None else (det_seconds - det_used) / left
+        if control.interrupted or wall <= 0.01 or (det is not None and det <= 0.001):
+            return None
+        step_caps = {k: v for k, v in (("energy", caps.get("energy")), ("latency", eps)) if v is not None}
+        r = solve_segment(inst, plan, components, wall, workers, seed, control=control, energy_unit=unit,
+                          det_seconds=det, caps=step_caps, build=(max(wall, 0.05), None))
+        steps += 1
+        det_used += r.deterministic_time
+        results.append(r)
+        return r
+
+    def energy_first(eps: Optional[int]) -> bool:
+        """One ε-solve; False when it gave nothing to go on (out of time, or no mapping at all)."""
+        r = solve(eps, COMPONENTS)
+        if r is None:
+            return False
+        if r.status == "INFEASIBLE":             # nothing within latency <= ε: every mapping is slower
+            know.lam = max(know.lam, (eps if eps is not None else 0) + 1)
+            if eps is None or eps == cap_l:
+                know.lam = None                  # no mapping at all within the caps
+            return eps is not None and eps != cap_l
+        if r.values is None:
+            know.add(eps, max(e_floor, r.bound[0]), None, False)
+            return False
+        e, l = r.values
+        proven = r.status == "OPTIMAL" or r.bound[0] == e
+        know.add(eps, e if proven else max(e_floor, r.bound[0]), l, r.status == "OPTIMAL")
+        points.append((e, l, r.mapping))
+        return True
+
+    if not energy_first(cap_l) or know.lam is None:
+        lower = [] if know.lam is None else know.lower()
+        return SegmentFront(points, lower, results, know.lam is None)
+    r = solve(cap_l, ["latency", "energy"])      # the latency end
+    if r is not None and r.values is not None:
+        l, e = r.values
+        know.lam = max(know.lam, r.bound[0])
+        if r.status == "OPTIMAL":
+            know.add(l, e, None, False)
+        points.append((e, l, r.mapping))
+    elif r is not None and r.status != "INFEASIBLE":
+        know.lam = max(know.lam, r.bound[0])
+    while steps < max_steps:
+        found = sorted({(e, l) for e, l, _ in points}, key=lambda q: -q[1])   # latency descending
+        gaps = []
+        for hi, lo in zip(found, found[1:]):
+            a = know.open_from(lo, hi)
+            if a is not None and not useless(know.lb(hi[1] - 1), a):   # the gap's lowest conceivable point
+                gaps.append((max(hi[1] / max(lo[1], 1), lo[0] / max(hi[0], 1)), a, hi))
+        tail = found[-1]   # below the fastest point found, any energy would be a new point
+        if know.lam < tail[1] and not useless(know.lb(tail[1] - 1), know.lam):
+            gaps.append((tail[1] / max(know.lam, 1), know.lam, tail))
+        if not gaps:
+            break
+        _, a, hi = max(gaps, key=lambda g: (g[0], -g[1]))
+        if not energy_first((a + hi[1] - 1) // 2):
+            if control.interrupted or steps >= max_steps or results[-1].values is None:
+                break
+    lower = know.lower()
+    found = {(e, l) for e, l, _ in points}
+    complete = all(q in found or useless(*q) for q in lower)
+    return SegmentFront(non_dominated(points), lower, results, complete)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -131,6 +131,41 @@ def test_partial_front_is_not_claimed_complete():
         assert any(a <= q.energy and b <= q.latency_cycles for a, b in part.lower)
 
 
+def test_a_few_steps_spread_over_the_front():
+    """Two ε-solves per segment give both ends of the complete front, three the middle point too (solver/pareto.py
+    spread_front), each proven; not yet complete, with lower points below the complete front; enough steps
+    close every gap and give the complete front."""
+    inst = _qk_mx()
+    full = [(p.energy_fj, p.latency_cycles) for p in pareto_front(inst, deterministic_time=60, seed=0).points]
+    assert len(full) == 3
+    for k, want in ((2, [full[0], full[-1]]), (3, full)):
+        part = pareto_front(inst, deterministic_time=60, seed=0, max_steps=k)
+        _check_points(inst, part)
+        assert [(p.energy_fj, p.latency_cycles) for p in part.points] == want and all(p.proven for p in part.points)
+        assert not part.complete
+        assert all(any(a <= e and b <= l for a, b in part.lower) for e, l in full)
+    many = pareto_front(inst, deterministic_time=60, seed=0, max_steps=12)
+    assert many.complete and [(p.energy_fj, p.latency_cycles) for p in many.points] == full
+
+
+@settings(max_examples=15, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(small_fused_instances())
+def test_spread_steps_are_sound_on_generated_instances(inst):
+    """Whatever the order of its solves, a spread front claims nothing false: its proven points are points of the
+    enumerated front, its lower points lie below every point of it, and complete means equal."""
+    pts = _enum_front(inst, True)
+    for k in (2, 4, 30):
+        front = pareto_front(inst, deterministic_time=60, seed=0, max_steps=k)
+        _check_points(inst, front)
+        got = [(p.energy_fj, p.latency_cycles) for p in front.points]
+        assert all(q in pts for q, p in zip(got, front.points) if p.proven)
+        assert all(any(a <= e and b <= l for a, b in front.lower) for e, l in pts)
+        if front.complete:
+            assert got == pts
+        assert front.complete or k < 30   # these fronts have a handful of points: 30 steps close every gap
+
+
 def test_pareto_command_writes_the_front(tmp_path):
     out, png, src = tmp_path / "front.json", tmp_path / "front.png", tmp_path / "qk_mx.json"
     src.write_text(_qk_mx().model_dump_json())
