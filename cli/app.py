@@ -18,6 +18,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "`mapsolve INSTANCE` is `mapsolve solve INSTANCE`.")
 
 
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM outside a search (typer turns KeyboardInterrupt into a silent exit 130)."""
+
+
 def fail(message: str, code: int = EXIT_INPUT) -> None:
     """Print one line to stderr and exit."""
     typer.echo("mapsolve: error: " + " ".join(str(message).splitlines()), err=True)

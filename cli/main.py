@@ -19,7 +19,7 @@ from . import verify_cmd  # noqa: F401  (registers `enumerate` and `verify`)
 from . import make_cmd  # noqa: F401  (registers `make` and `passes`)
 from . import pareto_cmd  # noqa: F401  (registers `pareto`)
 from . import sweep_cmd  # noqa: F401  (registers `sweep`)
-from .app import EXIT_INPUT, EXIT_INTERRUPTED, app, fail
+from .app import EXIT_INPUT, EXIT_INTERRUPTED, Interrupted, app, fail
 from .report import print_result
 
 @app.command()
@@ -88,10 +88,6 @@ def _click_exceptions():
     except ImportError:  # pragma: no cover - older typer
         from click import exceptions
     return exceptions
-
-
-class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM outside a search (typer turns KeyboardInterrupt into a silent exit 130)."""
 
 
 def _interrupt(*_) -> None:

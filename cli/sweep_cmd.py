@@ -1,6 +1,7 @@
 """`mapsolve sweep SWEEP.yaml -o results/`: a design-space sweep (the `mapsolve.sweep` package), resumable."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .app import EXIT_INPUT, EXIT_INTERRUPTED, app, fail
+from .app import EXIT_INPUT, EXIT_INTERRUPTED, Interrupted, app, fail
 
 
 def load_sweep(path: Path):
@@ -75,19 +76,19 @@ def sweep_command(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
         progress = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                             TextColumn("{task.description}"), transient=False)
+    from .solve_cmd import checkpoint
     try:
-        if progress is not None:
-            with progress:
-                task = progress.add_task("", total=total)
+        with progress if progress is not None else contextlib.nullcontext():
+            task = progress.add_task("", total=total) if progress is not None else None
 
-                def on_row(row, done, n):
+            def on_row(row, done, n):
+                if progress is not None:
                     progress.update(task, completed=done, description=f"last: {row.get('status')}")
-                rows, skipped = run_sweep(sweep, sweep_file.resolve().parent, out, jobs, on_row, ray_address=ray)
-        else:
-            rows, skipped = run_sweep(sweep, sweep_file.resolve().parent, out, jobs, ray_address=ray)
+                checkpoint("sweep_row")   # testing hook: an interrupt once a row is kept
+            rows, skipped = run_sweep(sweep, sweep_file.resolve().parent, out, jobs, on_row, ray_address=ray)
     except RayError as exc:
         fail(str(exc))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         fail(f"interrupted: every finished point is kept in {out / 'points'}; run again to resume", EXIT_INTERRUPTED)
     plots = []
     if plot:

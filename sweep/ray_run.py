@@ -7,8 +7,12 @@ base instance as a document, never a path, so workers need no shared file system
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import signal
 import socket
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -64,6 +68,9 @@ def connect(address: str, local_cpus: int | None = None):
         import ray
     except ImportError:
         raise RayError("--ray needs Ray: pip install \"mapsolve[ray]\" (on every machine of the cluster)") from None
+    # Ray's note that a local instance uses token authentication is not news to a sweep's user (stderr stays
+    # for mapsolve's one-line messages)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         if address == "local":
             ray.init(num_cpus=local_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -72,6 +79,19 @@ def connect(address: str, local_cpus: int | None = None):
     except Exception as exc:   # ConnectionError, ValueError, RuntimeError: Ray's own words, on one line
         raise RayError(f"--ray {address}: cannot connect: {' '.join(str(exc).split())[:300]}") from None
     return ray
+
+
+@contextlib.contextmanager
+def _signals_as_a_flag():
+    """Ctrl-C and SIGTERM set a flag while Ray waits: an exception raised by a handler inside Ray's compiled wait
+    surfaces as a SystemError and a traceback, not as the interrupt it is."""
+    stop = threading.Event()
+    old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def run_on_ray(address: str, tasks: list[tuple[str, tuple]], solve: Callable[..., dict],
@@ -88,18 +108,18 @@ def run_on_ray(address: str, tasks: list[tuple[str, tuple]], solve: Callable[...
         remote = ray.remote(num_cpus=1, max_retries=1)(solve)
         refs = {remote.remote(*args): pid for pid, args in tasks}
         pending = list(refs)
-        try:
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
+        with _signals_as_a_flag() as stop:
+            while pending and not stop.is_set():
+                done, pending = ray.wait(pending, num_returns=1, timeout=0.2)
                 for ref in done:
                     try:
                         row = ray.get(ref)
                     except Exception as exc:   # a worker died (out of memory, node lost): the point's row says so
                         row = {"status": "ERROR", "error": f"Ray task failed: {' '.join(str(exc).split())[:300]}"}
                     take(refs[ref], row)
-        except KeyboardInterrupt:
+        if pending:   # interrupted: what is still running is cancelled, every finished row is already kept
             for ref in pending:
                 ray.cancel(ref, force=True)
-            raise
+            raise KeyboardInterrupt
     finally:
         ray.shutdown()   # this driver's connection (and the instance, when "local" started it)

@@ -110,13 +110,21 @@ def run_sweep(sweep: Sweep, folder: Path, out: Path, jobs: int = 1,
             take(pid, solve_point(doc, str(folder), pt, base))
     else:
         import multiprocessing
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("forkserver"))
+        try:
             futures = {pool.submit(solve_point, doc, str(folder), pt, base): pid for pid, pt in todo}
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in finished:
                     take(futures[f], f.result())
+        except BaseException:   # Ctrl-C: stop now, not after every queued point (finished rows are kept)
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for w in workers:   # the points being solved are dropped; their rows were never written
+                w.terminate()
+            raise
+        pool.shutdown()
     ordered = [rows[point_id(pt, limits)] for pt in points]
     write_table(ordered, out)
     return ordered, skipped
