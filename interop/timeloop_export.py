@@ -61,6 +61,7 @@ class EinsumExport:
     data_spaces: dict[str, str] = field(default_factory=dict)     # Timeloop data-space name -> mapsolve tensor
     fused_with: tuple[str, ...] = ()
     intermediates: frozenset[str] = frozenset()
+    levels: dict[str, str] = field(default_factory=dict)          # Timeloop level name -> mapsolve level
 
 
 def safe_name(name: str) -> str:
@@ -74,12 +75,13 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "einsum"
 
 
-def _unique(names: list[str], make) -> dict[str, str]:
-    """name -> made name, numbered where two names make the same one."""
-    out: dict[str, str] = {}
+def _unique(names: list, make) -> dict:
+    """name -> made name, numbered where two names make the same one (a name may be a (kind, name) pair, made
+    from its second item: levels and compute units share Timeloop's one namespace)."""
+    out: dict = {}
     used: set[str] = set()
     for n in names:
-        base = make(n)
+        base = make(n[1] if isinstance(n, tuple) else n)
         cand, k = base, 2
         while cand.lower() in used:   # file names: case-insensitive file systems too
             cand, k = f"{base}_{k}", k + 1
@@ -143,14 +145,12 @@ def _data_space_names(nest: Nest) -> dict[str, tuple[str, str]]:
     of its own beside the output (Timeloop's data spaces have distinct names)."""
     e = nest.einsum
     out: dict[str, tuple[str, str]] = {}
-    names = _unique([t.tensor for t in e.inputs] + [e.output.tensor], safe_name)
-    for t in e.inputs:
-        n = names[t.tensor] if t.tensor != e.output.tensor else safe_name(t.tensor) + "_previous"
-        out[n] = (t.tensor, "input")
-    out_name = names[e.output.tensor]
-    if e.output.tensor in {t.tensor for t in e.inputs}:
-        out_name = safe_name(e.output.tensor)
-    out[out_name] = (e.output.tensor, "output")
+    for t, role in [(t.tensor, "input") for t in e.inputs] + [(e.output.tensor, "output")]:
+        base = safe_name(t) + ("_previous" if role == "input" and t == e.output.tensor else "")
+        cand, k = base, 2
+        while cand in out:
+            cand, k = f"{base}_{k}", k + 1
+        out[cand] = (t, role)
     return out
 
 
@@ -218,7 +218,7 @@ def _rate(value: Fraction) -> float | int:
     return int(value) if value.denominator == 1 else float(value)
 
 
-def arch_doc(inst: Instance, unit_name: str, level_names: dict[str, str]) -> dict:
+def arch_doc(inst: Instance, unit_name: str, level_names: dict[str, str], unit_names: dict[str, str]) -> dict:
     """The `architecture:` tree of one compute unit's path: a subtree per level holding that level (and, in the
     innermost, the compute units), instance counts in the subtree names, meshX the running product of X."""
     arch, wl = inst.architecture, inst.workload
@@ -246,14 +246,14 @@ def arch_doc(inst: Instance, unit_name: str, level_names: dict[str, str]) -> dic
     compute_attrs: dict = {"datawidth": wb}
     if mesh_x * unit.mesh.x > 1:
         compute_attrs["meshX"] = mesh_x * unit.mesh.x
-    compute_name = safe_name(unit.name) + (f"[0..{unit.mesh.size - 1}]" if unit.mesh.size > 1 else "")
+    compute_name = unit_names[unit.name] + (f"[0..{unit.mesh.size - 1}]" if unit.mesh.size > 1 else "")
     nodes[-1]["local"].append({"name": compute_name, "class": "intmac", "attributes": compute_attrs})
     for outer, inner in zip(reversed(nodes[:-1]), reversed(nodes[1:])):
         outer["subtree"] = [inner]
     return {"architecture": {"version": 0.3, "subtree": [nodes[0]]}}
 
 
-def ert_doc(inst: Instance, nest: Nest, level_names: dict[str, str]) -> dict:
+def ert_doc(inst: Instance, nest: Nest, level_names: dict[str, str], unit_names: dict[str, str]) -> dict:
     """Energy per action, pJ: a level's read and write (Timeloop's fills and updates are writes) per access of
     the level's word, and the Einsum's operation on its unit."""
     arch = inst.architecture
@@ -261,7 +261,7 @@ def ert_doc(inst: Instance, nest: Nest, level_names: dict[str, str]) -> dict:
                "actions": [{"name": "read", "energy": float(arch.levels[li].read_pj)},
                            {"name": "write", "energy": float(arch.levels[li].write_pj)}]} for li in nest.path]
     op = arch.unit(nest.unit).ops[nest.einsum.op]
-    tables.append({"name": safe_name(nest.unit), "actions": [{"name": "compute", "energy": float(op.energy_pj)}]})
+    tables.append({"name": unit_names[nest.unit], "actions": [{"name": "compute", "energy": float(op.energy_pj)}]})
     return {"ERT": {"version": 0.3, "tables": tables}}
 
 
@@ -279,7 +279,10 @@ def export(inst: Instance, mapping: Mapping) -> tuple[dict[str, str], list[Einsu
     inst = select(inst, mapping.variant)
     nests = build_nests(inst, mapping)
     arch = inst.architecture
-    level_names = _unique([lv.name for lv in arch.levels], safe_name)
+    made = _unique([("level", lv.name) for lv in arch.levels] + [("unit", u.name) for u in arch.compute_units],
+                   safe_name)
+    level_names = {n: v for (kind, n), v in made.items() if kind == "level"}
+    unit_names = {n: v for (kind, n), v in made.items() if kind == "unit"}
     units = sorted({n.unit for n in nests})
     arch_files = {u: "arch.yaml" if len(units) == 1 else f"arch.{file_stem(u)}.yaml" for u in units}
     stems = _unique([n.einsum.name for n in nests], file_stem)
@@ -289,7 +292,7 @@ def export(inst: Instance, mapping: Mapping) -> tuple[dict[str, str], list[Einsu
                                         f"architecture tree (version 0.3).",
                                         f"Levels: {', '.join(f'{lv} -> {level_names[lv]}' for lv in level_names)}.",
                                         "word-bits is the workload's word_bits; block-size = access_bits / word_bits; "
-                                        "entries = capacity in bits / word_bits."]) + _dump(arch_doc(inst, u, level_names))
+                                        "entries = capacity in bits / word_bits."]) + _dump(arch_doc(inst, u, level_names, unit_names))
     exports = []
     for n in nests:
         axes = _axes(mapping, n)
@@ -298,7 +301,8 @@ def export(inst: Instance, mapping: Mapping) -> tuple[dict[str, str], list[Einsu
         stem = stems[n.einsum.name]
         ex = EinsumExport(n.einsum.name, n.unit, f"{stem}.problem.yaml", f"{stem}.mapping.yaml", arch_files[n.unit],
                           f"{stem}.ert.yaml", dims, {k: t for k, (t, _) in spaces.items()},
-                          n.group.einsums if n.group.multi else (), n.group.intermediates)
+                          n.group.einsums if n.group.multi else (), n.group.intermediates,
+                          {level_names[arch.levels[li].name]: arch.levels[li].name for li in n.path})
         legend = [f"{sd.letter} = {r}" + (f" (loops {i + 1} of {len(subs)}, bound {sd.bound})" if len(subs) > 1 else "")
                   for r, subs in dims.items() for i, sd in enumerate(subs)]
         head = [f"mapsolve instance {inst.name}, einsum {n.einsum.name} ({n.einsum.op} on {n.unit}).",
@@ -313,7 +317,7 @@ def export(inst: Instance, mapping: Mapping) -> tuple[dict[str, str], list[Einsu
         files[ex.problem_file] = _header(head) + _dump(problem_doc(n, dims, spaces))
         files[ex.mapping_file] = _header(head + [run]) + _dump(mapping_doc(inst, n, dims, spaces, level_names, axes))
         files[ex.ert_file] = _header([f"Energies (pJ) of einsum {n.einsum.name} from mapsolve instance {inst.name}."]) \
-            + _dump(ert_doc(inst, n, level_names))
+            + _dump(ert_doc(inst, n, level_names, unit_names))
         exports.append(ex)
     return files, exports
 
