@@ -106,9 +106,16 @@ def _sub_dims(nest: Nest) -> dict[str, list[list[NestLoop]]]:
     return runs
 
 
+#: The key of the extra dimension of bound 1 that scalar tensors project onto (no rank name is empty): Timeloop
+#: v3.0.3 fails on an empty projection.
+SCALAR = ""
+
+
 def _letters(nest: Nest, runs: dict[str, list[list[NestLoop]]]) -> dict[str, list[SubDim]]:
-    """A letter per dimension: the rank's own name where it is one letter and not split, else a free letter."""
-    count = sum(len(v) for v in runs.values())
+    """A letter per dimension: the rank's own name where it is one letter and not split, else a free letter; and
+    a dimension of bound 1 (key SCALAR) when a tensor of the Einsum has no ranks."""
+    scalar = any(not ranks for ranks in nest.tensors.values())
+    count = sum(len(v) for v in runs.values()) + scalar
     if count > len(LETTERS):
         raise ExportError(f"einsum {nest.einsum.name}: {count} Timeloop dimensions needed, more than the "
                           f"{len(LETTERS)} one-letter names Timeloop's permutation syntax allows")
@@ -120,6 +127,8 @@ def _letters(nest: Nest, runs: dict[str, list[list[NestLoop]]]) -> dict[str, lis
             out[r] = [SubDim(r, r, runs[r][0])]
         else:
             out[r] = [SubDim(r, next(free), loops) for loops in runs[r]]
+    if scalar:
+        out[SCALAR] = [SubDim(SCALAR, next(free), [])]
     return out
 
 
@@ -161,15 +170,15 @@ def problem_doc(nest: Nest, dims: dict[str, list[SubDim]], spaces: dict[str, tup
     data_spaces = []
     for name, (tensor, role) in spaces.items():
         ref = refs[(role, tensor)]
-        ds = {"name": name, "projection": [_projection(dims[r], coeffs) for r in ref.ranks]}
+        ds = {"name": name, "projection": [_projection(dims[r], coeffs) for r in ref.ranks or [SCALAR]]}
         if role == "output":
             ds["read-write"] = True
         data_spaces.append(ds)
-    shape = {"name": safe_name(e.name), "dimensions": [sd.letter for r in e.space for sd in dims[r]]}
+    shape = {"name": safe_name(e.name), "dimensions": [sd.letter for subs in dims.values() for sd in subs]}
     if coeffs:
         shape["coefficients"] = [{"name": n, "default": v} for n, v in coeffs.items()]
     shape["data-spaces"] = data_spaces
-    instance = {sd.letter: sd.bound for r in e.space for sd in dims[r]}
+    instance = {sd.letter: sd.bound for subs in dims.values() for sd in subs}
     instance.update(coeffs)
     return {"problem": {"shape": shape, "instance": instance}}
 
@@ -184,7 +193,7 @@ def mapping_doc(inst: Instance, nest: Nest, dims: dict[str, list[SubDim]], space
     fans out, and a datatype directive with the level's keep and bypass sets."""
     arch = inst.architecture
     letter_of = {id(lp): sd.letter for subs in dims.values() for sd in subs for lp in sd.loops}
-    letters = [sd.letter for r in nest.space for sd in dims[r]]
+    letters = [sd.letter for subs in dims.values() for sd in subs]
     unit = arch.unit(nest.unit)
     directives = []
     for pos, li in enumerate(nest.path):
@@ -303,7 +312,7 @@ def export(inst: Instance, mapping: Mapping) -> tuple[dict[str, str], list[Einsu
                           f"{stem}.ert.yaml", dims, {k: t for k, (t, _) in spaces.items()},
                           n.group.einsums if n.group.multi else (), n.group.intermediates,
                           {level_names[arch.levels[li].name]: arch.levels[li].name for li in n.path})
-        legend = [f"{sd.letter} = {r}" + (f" (loops {i + 1} of {len(subs)}, bound {sd.bound})" if len(subs) > 1 else "")
+        legend = [f"{sd.letter} = {r or '(bound 1: the dimension of scalar tensors)'}" + (f" (loops {i + 1} of {len(subs)}, bound {sd.bound})" if len(subs) > 1 else "")
                   for r, subs in dims.items() for i, sd in enumerate(subs)]
         head = [f"mapsolve instance {inst.name}, einsum {n.einsum.name} ({n.einsum.op} on {n.unit}).",
                 "Dimensions: " + "; ".join(legend) + ".",

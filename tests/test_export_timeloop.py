@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mapsolve.interop.timeloop_export import export
+from mapsolve.interop.timeloop_export import SCALAR, export
 from mapsolve.interop.timeloop_stats import mapsolve_as_timeloop, parse_stats, timeloop_totals
 from mapsolve.model import analyze, load_instance, load_mapping
 from mapsolve.model.variants import select
@@ -81,8 +81,9 @@ def test_factors_permutations_and_bounds(exported, mapping):
         for ds in shape["data-spaces"]:
             tensor = ex.data_spaces[ds["name"]]
             ref = einsum.output if ds.get("read-write") else refs[tensor]
-            assert ref.tensor == tensor and len(ds["projection"]) == len(ref.ranks)
-            for rank, terms in zip(ref.ranks, ds["projection"]):
+            ranks = ref.ranks or [SCALAR]   # a scalar projects on a dimension of bound 1
+            assert ref.tensor == tensor and len(ds["projection"]) == len(ranks)
+            for rank, terms in zip(ranks, ds["projection"]):
                 assert [t[0] for t in terms] == [sd.letter for sd in ex.dims[rank]]
                 scales = [coeff[t[1]] if len(t) == 2 else 1 for t in terms]
                 assert scales == [prod(bounds[t2[0]] for t2 in terms[i + 1:]) for i in range(len(terms))]
@@ -227,7 +228,11 @@ AGREE = ["tiny_matmul", "tiny_chain", "tiny_attention", "tiny_nested", "tiny_int
 @pytest.mark.parametrize("name", AGREE)
 def test_timeloop_model_counts_agree(tmp_path, name):
     m = INSTANCES / f"{name}.mapping.json"
-    inst, mp = load_instance(instance_of(m)), load_mapping(m)
+    _assert_counts_agree(tmp_path, instance_of(m), m)
+
+
+def _assert_counts_agree(tmp_path: Path, instance: Path, m: Path) -> None:
+    inst, mp = load_instance(instance), load_mapping(m)
     files, exports = export(inst, mp)
     for n, text in files.items():
         (tmp_path / n).write_text(text)
@@ -243,3 +248,31 @@ def test_timeloop_model_counts_agree(tmp_path, name):
     computes, tl = timeloop_totals(exports, stats)
     assert computes == sum(u.ops for u in result.units.values())
     assert tl == mapsolve_as_timeloop(result)
+
+
+def scalar_output_pair(tmp_path) -> tuple[Path, Path]:
+    """tiny_matmul summed to one number: Z[] = sum over M, K, N of A[M,K] B[K,N] (same mapping)."""
+    import json
+    d = json.loads((INSTANCES / "tiny_matmul.json").read_text())
+    d["workload"]["einsums"][0]["output"]["ranks"] = []
+    inst = tmp_path / "scalar.json"
+    inst.write_text(json.dumps(d))
+    return inst, INSTANCES / "tiny_matmul.mapping.json"
+
+
+def test_scalar_tensor_projects_on_a_dimension_of_bound_1(tmp_path):
+    inst, m = scalar_output_pair(tmp_path)
+    files, (ex,) = export(load_instance(inst), load_mapping(m))
+    (sd,) = ex.dims[SCALAR]
+    problem = yaml.safe_load(files[ex.problem_file])["problem"]
+    z = next(ds for ds in problem["shape"]["data-spaces"] if ds["name"] == "Z")
+    assert z["projection"] == [[[sd.letter]]] and problem["instance"][sd.letter] == 1
+    for d in yaml.safe_load(files[ex.mapping_file])["mapping"]:
+        if d["type"] != "datatype":
+            assert factors(d["factors"])[sd.letter] == 1 and sd.letter in d["permutation"]
+
+
+@pytest.mark.skipif(TIMELOOP is None, reason="no timeloop-model (set TIMELOOP_MODEL=PATH)")
+def test_timeloop_model_counts_agree_on_a_scalar_output(tmp_path):
+    inst, m = scalar_output_pair(tmp_path)
+    _assert_counts_agree(tmp_path, inst, m)
