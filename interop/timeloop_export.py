@@ -247,14 +247,11 @@ def arch_doc(inst: Instance, unit_name: str, level_names: dict[str, str], unit_n
                            ("write_bandwidth", lv.write_bandwidth)):
             if value is not None:
                 attrs[key] = _rate(value)
-        if mesh_x > 1:
-            attrs["meshX"] = mesh_x
+        attrs["meshX"] = mesh_x   # always: without it Timeloop puts every instance on X
         cls = "DRAM" if k == 0 else "SRAM"
         name = f"{level_names[lv.name]}_tile" + (f"[0..{lv.mesh.size - 1}]" if lv.mesh.size > 1 else "")
         nodes.append({"name": name, "local": [{"name": level_names[lv.name], "class": cls, "attributes": attrs}]})
-    compute_attrs: dict = {"datawidth": wb}
-    if mesh_x * unit.mesh.x > 1:
-        compute_attrs["meshX"] = mesh_x * unit.mesh.x
+    compute_attrs: dict = {"datawidth": wb, "meshX": mesh_x * unit.mesh.x}
     compute_name = unit_names[unit.name] + (f"[0..{unit.mesh.size - 1}]" if unit.mesh.size > 1 else "")
     nodes[-1]["local"].append({"name": compute_name, "class": "intmac", "attributes": compute_attrs})
     for outer, inner in zip(reversed(nodes[:-1]), reversed(nodes[1:])):

@@ -171,6 +171,7 @@ def test_tiny_matmul_files(tmp_path):
     pe_node = arch["subtree"][0]["subtree"][0]["subtree"][0]
     assert pe_node["name"] == "PE_tile[0..3]"
     assert pe_node["local"][0]["attributes"] == {"word-bits": 16, "block-size": 1, "entries": 8, "meshX": 2}
+    assert arch["subtree"][0]["local"][0]["attributes"]["meshX"] == 1
     ert = yaml.safe_load((tmp_path / "out" / "Z.ert.yaml").read_text())["ERT"]["tables"]
     assert {"name": "compute", "energy": 17.16} in ert[-1]["actions"]
 
