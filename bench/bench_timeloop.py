@@ -52,8 +52,8 @@ def run(instance: Path, mapping: Path, binary: str, work: Path, timeout: float) 
     levels = {lv.name: lv for lv in plain.architecture.levels}
     wb = plain.workload.word_bits
     drain_fj = sum(c.drains * element_fj(levels[lv], "r", wb, wb) for (lv, _), c in result.counts.items())
-    print(f"energy: mapsolve {result.energy_fj:,} fJ, less its drain reads at word_bits {result.energy_fj - drain_fj:,} "
-          f"fJ; timeloop {tl_fj:,.0f} fJ")
+    print(f"energy: mapsolve {result.energy_fj:,} fJ, less its drain reads at word_bits "
+          f"{result.energy_fj - drain_fj:,} fJ; timeloop {tl_fj:,.0f} fJ")
     print(f"{'level':8} {'tensor':10} {'mapsolve reads/fills/updates':>32} {'timeloop reads/fills/updates':>32}")
     differ = 0
     for key in sorted(set(ms) | set(tl)):

@@ -65,6 +65,7 @@ def export_timeloop(
         except OSError as exc:
             fail(f"-o {folder}: cannot write {name}: {exc.strerror or exc}")
     for ex in einsums:
+        fused = ", ".join(m for m in ex.fused_with if m != ex.einsum)
         typer.echo(f"{ex.einsum}: timeloop-model {ex.arch_file} {ex.problem_file} {ex.mapping_file} {ex.ert_file}"
-                   + (f"  (fused with {', '.join(m for m in ex.fused_with if m != ex.einsum)})" if ex.fused_with else ""))
+                   + (f"  (fused with {fused})" if fused else ""))
     typer.echo(f"wrote {len(files)} files in {folder}")

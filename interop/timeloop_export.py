@@ -272,7 +272,8 @@ def ert_doc(inst: Instance, nest: Nest, level_names: dict[str, str], unit_names:
 
 
 def _header(lines: list[str]) -> str:
-    return "".join(f"# {ln}\n" for ln in lines)
+    """YAML comment lines; a name holding a line break stays inside its comment."""
+    return "".join("# " + " ".join(ln.splitlines()) + "\n" for ln in lines)
 
 
 def _dump(doc: dict) -> str:
@@ -290,15 +291,17 @@ def export(inst: Instance, mapping: Mapping) -> tuple[dict[str, str], list[Einsu
     level_names = {n: v for (kind, n), v in made.items() if kind == "level"}
     unit_names = {n: v for (kind, n), v in made.items() if kind == "unit"}
     units = sorted({n.unit for n in nests})
-    arch_files = {u: "arch.yaml" if len(units) == 1 else f"arch.{file_stem(u)}.yaml" for u in units}
+    unit_stems = _unique(units, file_stem)
+    arch_files = {u: "arch.yaml" if len(units) == 1 else f"arch.{unit_stems[u]}.yaml" for u in units}
     stems = _unique([n.einsum.name for n in nests], file_stem)
     files: dict[str, str] = {}
     for u in units:
-        files[arch_files[u]] = _header([f"mapsolve instance {inst.name}: the path of compute unit {u} as a Timeloop "
-                                        f"architecture tree (version 0.3).",
-                                        f"Levels: {', '.join(f'{lv} -> {level_names[lv]}' for lv in level_names)}.",
-                                        "word-bits is the workload's word_bits; block-size = access_bits / word_bits; "
-                                        "entries = capacity in bits / word_bits."]) + _dump(arch_doc(inst, u, level_names, unit_names))
+        head = [f"mapsolve instance {inst.name}: the path of compute unit {u} as a Timeloop architecture tree "
+                f"(version 0.3).",
+                f"Levels: {', '.join(f'{lv} -> {level_names[lv]}' for lv in level_names)}.",
+                "word-bits is the workload's word_bits; block-size = access_bits / word_bits; "
+                "entries = capacity in bits / word_bits."]
+        files[arch_files[u]] = _header(head) + _dump(arch_doc(inst, u, level_names, unit_names))
     exports = []
     for n in nests:
         axes = _axes(mapping, n)
@@ -309,7 +312,8 @@ def export(inst: Instance, mapping: Mapping) -> tuple[dict[str, str], list[Einsu
                           f"{stem}.ert.yaml", dims, {k: t for k, (t, _) in spaces.items()},
                           n.group.einsums if n.group.multi else (), n.group.intermediates,
                           {level_names[arch.levels[li].name]: arch.levels[li].name for li in n.path})
-        legend = [f"{sd.letter} = {r or '(bound 1: the dimension of scalar tensors)'}" + (f" (loops {i + 1} of {len(subs)}, bound {sd.bound})" if len(subs) > 1 else "")
+        legend = [f"{sd.letter} = {r or '(bound 1: the dimension of scalar tensors)'}"
+                  + (f" (loops {i + 1} of {len(subs)}, bound {sd.bound})" if len(subs) > 1 else "")
                   for r, subs in dims.items() for i, sd in enumerate(subs)]
         head = [f"mapsolve instance {inst.name}, einsum {n.einsum.name} ({n.einsum.op} on {n.unit}).",
                 "Dimensions: " + "; ".join(legend) + ".",
@@ -321,9 +325,10 @@ def export(inst: Instance, mapping: Mapping) -> tuple[dict[str, str], list[Einsu
                         f"{arch.levels[0].name} (docs/interop.md).")
         run = f"Run: timeloop-model {ex.arch_file} {ex.problem_file} {ex.mapping_file} {ex.ert_file}"
         files[ex.problem_file] = _header(head) + _dump(problem_doc(n, dims, spaces))
-        files[ex.mapping_file] = _header(head + [run]) + _dump(mapping_doc(inst, n, dims, spaces, level_names, axes))
-        files[ex.ert_file] = _header([f"Energies (pJ) of einsum {n.einsum.name} from mapsolve instance {inst.name}."]) \
-            + _dump(ert_doc(inst, n, level_names, unit_names))
+        files[ex.mapping_file] = _header(head + [run]) + _dump(mapping_doc(inst, n, dims, spaces, level_names,
+                                                                           axes))
+        files[ex.ert_file] = (_header([f"Energies (pJ) of einsum {n.einsum.name} from mapsolve instance {inst.name}."])
+                              + _dump(ert_doc(inst, n, level_names, unit_names)))
         exports.append(ex)
     return files, exports
 

@@ -277,3 +277,17 @@ def test_scalar_tensor_projects_on_a_dimension_of_bound_1(tmp_path):
 def test_timeloop_model_counts_agree_on_a_scalar_output(tmp_path):
     inst, m = scalar_output_pair(tmp_path)
     _assert_counts_agree(tmp_path, inst, m)
+
+
+def test_more_dimensions_than_letters_is_refused_in_one_line(tmp_path):
+    """Timeloop's permutation syntax has 52 one-letter names: an Einsum over 53 ranks cannot be written."""
+    import json
+    d = json.loads((INSTANCES / "tiny_matmul.json").read_text())
+    extra = [f"R{i}" for i in range(50)]
+    d["workload"]["ranks"].update({r: 1 for r in extra})
+    d["workload"]["einsums"][0]["inputs"][0]["ranks"] += extra
+    inst = tmp_path / "wide.json"
+    inst.write_text(json.dumps(d))
+    assert_input_error(cli("export", "timeloop", inst, INSTANCES / "tiny_matmul.mapping.json", "-o", tmp_path / "o"),
+                       "einsum Z: 53 Timeloop dimensions", "52 one-letter names")
+    assert not (tmp_path / "o").exists()   # nothing written
