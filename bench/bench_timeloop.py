@@ -2,13 +2,14 @@
 
     python bench/bench_timeloop.py INSTANCE MAPPING [--timeloop-model PATH] [--work DIR] [--timeout S]
 
-timeloop-model is not a dependency: give its path (or have it on PATH; its shared library where the loader finds
+timeloop-model is not a dependency: give its path (or set TIMELOOP_MODEL, or have it on PATH; its shared library where the loader finds
 it, e.g. LD_LIBRARY_PATH). Prints the operation counts, the energies, and per (level, tensor) the reads, fills
 and updates of both tools in Timeloop's terms (docs/interop.md, "What agrees"), marking each row that differs.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -71,7 +72,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("instance", type=Path)
     ap.add_argument("mapping", type=Path)
-    ap.add_argument("--timeloop-model", default=shutil.which("timeloop-model"))
+    ap.add_argument("--timeloop-model", default=os.environ.get("TIMELOOP_MODEL") or shutil.which("timeloop-model"),
+                    help="the binary (default: $TIMELOOP_MODEL, else timeloop-model on PATH)")
     ap.add_argument("--work", type=Path, help="folder for the files and Timeloop's outputs (default: a temporary one)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per timeloop-model run")
     a = ap.parse_args()

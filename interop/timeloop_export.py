@@ -321,7 +321,7 @@ def export(inst: Instance, mapping: Mapping) -> tuple[dict[str, str], list[Einsu
         if ex.fused_with:
             head.append(f"Fused in mapsolve with {', '.join(ex.fused_with)} at "
                         f"{arch.levels[n.group.fusion_level].name}: the shared loops are this nest's outer loops; "
-                        f"intermediates {', '.join(sorted(ex.intermediates)) or '(none)'} bypass "
+                        f"the group's intermediates {', '.join(sorted(ex.intermediates)) or '(none)'} bypass "
                         f"{arch.levels[0].name} (docs/interop.md).")
         run = f"Run: timeloop-model {ex.arch_file} {ex.problem_file} {ex.mapping_file} {ex.ert_file}"
         files[ex.problem_file] = _header(head) + _dump(problem_doc(n, dims, spaces))
