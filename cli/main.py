@@ -19,8 +19,11 @@ from . import verify_cmd  # noqa: F401  (registers `enumerate` and `verify`)
 from . import make_cmd  # noqa: F401  (registers `make` and `passes`)
 from . import pareto_cmd  # noqa: F401  (registers `pareto`)
 from . import sweep_cmd  # noqa: F401  (registers `sweep`)
+from .export_cmd import export_app
 from .app import EXIT_INPUT, EXIT_INTERRUPTED, Interrupted, app, fail
 from .report import print_result
+
+app.add_typer(export_app, name="export")
 
 @app.command()
 def evaluate(instance: Path = typer.Argument(..., help="Instance JSON file."),

@@ -1,0 +1,1 @@
+"""Interop: mapsolve mappings written for other tools (docs/interop.md)."""
