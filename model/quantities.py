@@ -12,6 +12,7 @@ The fields that accept each kind of quantity are listed in one table, `FIELDS`.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -103,7 +104,7 @@ class Conversion:
         approx = "" if self.value.denominator == 1 else f" (≈ {float(self.value):.6g})"
         if self.unit in ("pJ", "MHz") and _decimal(self.value) is not None:
             exact, approx = _decimal(self.value), ""
-        return f"{where(self.path)}: {self.text!r} -> {exact} {self.unit}{approx}"
+        return f"{where(self.path)}: {json.dumps(self.text, ensure_ascii=False)} -> {exact} {self.unit}{approx}"
 
 
 def where(path: tuple) -> str:
