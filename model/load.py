@@ -91,7 +91,8 @@ def read_document(text: str, source: str):
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        raise InputError(f"{source}: not valid YAML: {exc.problem or exc.context}{at}") from None
+        what = ", ".join(str(t) for t in (exc.context, exc.problem) if t)
+        raise InputError(f"{source}: not valid YAML: {what}{at}") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{source}: not valid YAML: {exc}") from None
     except RecursionError:
