@@ -104,7 +104,12 @@ class Conversion:
         approx = "" if self.value.denominator == 1 else f" (≈ {float(self.value):.6g})"
         if self.unit in ("pJ", "MHz") and _decimal(self.value) is not None:
             exact, approx = _decimal(self.value), ""
-        return f"{where(self.path)}: {json.dumps(self.text, ensure_ascii=False)} -> {exact} {self.unit}{approx}"
+        return f"{where(self.path)}: {_q(self.text)} -> {exact} {self.unit}{approx}"
+
+
+def _q(text: str) -> str:
+    """A text quoted as the user wrote it in JSON or YAML ("50 GiB/s")."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def where(path: tuple) -> str:
@@ -207,9 +212,9 @@ def parse(text: str) -> tuple[Fraction, str] | None:
     mantissa, _, denominator = number.partition("/")
     shown = text if len(text) <= 60 else text[:60] + "..."
     if len(number) > 60 or not -MAX_EXPONENT <= Decimal(mantissa).adjusted() <= MAX_EXPONENT:
-        raise ValueError(f"{shown!r}: the number is out of range")
+        raise ValueError(f"{_q(shown)}: the number is out of range")
     if denominator and int(denominator) == 0:
-        raise ValueError(f"{shown!r} divides by zero")
+        raise ValueError(f"{_q(shown)} divides by zero")
     value = Fraction(Decimal(mantissa))
     unit = re.sub(r"\s*/\s*", "/", re.sub(r"(?<=\S)\s+per\s+", "/", " ".join(m.group("unit").split())))
     return (value / int(denominator) if denominator else value), unit
@@ -226,7 +231,7 @@ def _convert(data: dict, path: tuple, kind: str, text: str) -> Fraction | None:
     number, unit = parsed
     if len(text) > 60:
         text = text[:60] + "..."
-    unknown = QuantityError(path, f"{field}: unknown unit {unit[:30]!r} in {text!r} (a {kind.replace('_', ' ')} "
+    unknown = QuantityError(path, f"{field}: unknown unit {_q(unit[:30])} in {_q(text)} (a {kind.replace('_', ' ')} "
                                   f"takes {ACCEPTS[kind]})")
     if kind == "width":
         bits = _DATA.get(unit) if unit in ("bit", "bits", "b", "B", "byte", "bytes") else None
@@ -285,7 +290,7 @@ def _convert(data: dict, path: tuple, kind: str, text: str) -> Fraction | None:
             return number
         if unit in ("cycle/op", "cycles/op"):
             if number == 0:
-                raise QuantityError(path, f"{field}: {text!r} is no throughput (zero cycles per op)")
+                raise QuantityError(path, f"{field}: {_q(text)} is no throughput (zero cycles per op)")
             return 1 / number
         raise unknown
     raise AssertionError(kind)
@@ -294,7 +299,7 @@ def _convert(data: dict, path: tuple, kind: str, text: str) -> Fraction | None:
 def _whole(path: tuple, text: str, value: Fraction, unit: str) -> Fraction:
     if value.denominator != 1:
         lo = value.numerator // value.denominator
-        raise QuantityError(path, f"{where(path)}: {text!r} is {float(value):.6g} {unit}, not a whole number "
+        raise QuantityError(path, f"{where(path)}: {_q(text)} is {float(value):.6g} {unit}, not a whole number "
                                   f"(nearest: {lo} or {lo + 1} {unit})")
     return value
 
@@ -306,7 +311,7 @@ def _exact(path: tuple, text: str, value: Fraction, places: int, unit: str) -> F
         lo = scaled.numerator // scaled.denominator
         a, b = (_decimal(Fraction(n, 10**places)) for n in (lo, lo + 1))
         shown = _decimal(value) or f"{float(value):.9g}"
-        raise QuantityError(path, f"{where(path)}: {text!r} is {shown} {unit}, not exact at the model's precision "
+        raise QuantityError(path, f"{where(path)}: {_q(text)} is {shown} {unit}, not exact at the model's precision "
                                   f"({unit} with at most {places} decimals): write {a} {unit} or {b} {unit}")
     return value
 
@@ -332,7 +337,7 @@ def _word_bits(data: dict, path: tuple) -> int:
 def _clock_mhz(data: dict, path: tuple, text: str) -> Fraction:
     mhz = data["architecture"].get("frequency_mhz")
     if mhz is None:
-        raise QuantityError(path, f"{where(path)}: {text!r} is per second and needs the clock: give "
+        raise QuantityError(path, f"{where(path)}: {_q(text)} is per second and needs the clock: give "
                                   f"architecture.frequency_mhz, or write the bandwidth per cycle")
     try:
         value = Decimal(str(mhz)) if isinstance(mhz, (int, str)) and not isinstance(mhz, bool) else None

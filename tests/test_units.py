@@ -161,7 +161,7 @@ def tiny() -> dict:
 
 
 @pytest.mark.parametrize("where, value, needles", [
-    (("levels", 0, "bandwidth"), "50 GiB/h", ("architecture.levels[0].bandwidth", "unknown unit 'GiB/h'")),
+    (("levels", 0, "bandwidth"), "50 GiB/h", ("architecture.levels[0].bandwidth", 'unknown unit "GiB/h"')),
     (("levels", 0, "bandwidth"), "50 GiB/s", ("architecture.levels[0].bandwidth", "needs the clock",
                                               "architecture.frequency_mhz")),
     (("levels", 1, "read_pj"), "0.1 fJ", ("architecture.levels[1].read_pj", "0.0001 pJ", "not exact",
@@ -169,7 +169,7 @@ def tiny() -> dict:
     (("levels", 1, "write_pj"), "1/3 pJ", ("architecture.levels[1].write_pj", "write 0.333 pJ or 0.334 pJ")),
     (("levels", 1, "capacity_words"), "3 B", ("architecture.levels[1].capacity_words", "not a whole number",
                                               "nearest: 1 or 2 words of 16 bits")),
-    (("levels", 1, "capacity_words"), "16 furlongs", ("capacity_words", "unknown unit 'furlongs'")),
+    (("levels", 1, "capacity_words"), "16 furlongs", ("capacity_words", 'unknown unit "furlongs"')),
     (("compute_units", 0, "ops", "mac", "energy_pj"), "1 pJ/bit", ("ops.mac.energy_pj", "unknown unit")),
     (("compute_units", 0, "ops", "mac", "per_cycle"), "0 cycles/op", ("ops.mac.per_cycle", "zero cycles")),
     (("frequency_mhz",), "1.5 Hz", ("architecture.frequency_mhz", "write 0.000001 MHz or 0.000002 MHz")),
@@ -298,3 +298,16 @@ def test_shipped_json_instance_as_yaml_evaluates_identically(tmp_path):
         a = cli("evaluate", src, mapping, "--json")
         b = cli("evaluate", path, mapping, "--json")
         assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
+
+
+def test_the_guide_shows_the_shipped_instance_and_what_validate_prints():
+    """docs/guide.md quotes instances/edge_ffn_gelu.yaml whole and the output of `mapsolve validate` on it: both
+    must stay what they are."""
+    guide = (ROOT / "docs" / "guide.md").read_text()
+    yaml_block = guide.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert yaml_block == FFN.read_text()
+    command = "$ mapsolve validate instances/edge_ffn_gelu.yaml\n"
+    shown = guide.split(command, 1)[1].split("```", 1)[0]
+    proc = cli("validate", "instances/edge_ffn_gelu.yaml") if Path.cwd() == ROOT else cli("validate", FFN)
+    assert proc.returncode == 0
+    assert shown == proc.stdout.replace(str(FFN), "instances/edge_ffn_gelu.yaml")
