@@ -24,8 +24,8 @@ from .app import EXIT_INPUT, EXIT_INTERRUPTED, app, fail
 from .report import print_result
 
 @app.command()
-def evaluate(instance: Path = typer.Argument(..., help="Instance JSON file."),
-             mapping: Path = typer.Argument(..., help="Mapping JSON file (or a `mapsolve --json` result)."),
+def evaluate(instance: Path = typer.Argument(..., help="Instance file (JSON or YAML)."),
+             mapping: Path = typer.Argument(..., help="Mapping file, JSON or YAML (or a `mapsolve --json` result)."),
              as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON.")) -> None:
     """Evaluate a mapping exactly: energy (fJ), latency (cycles) and the breakdown."""
     try:

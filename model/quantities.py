@@ -55,7 +55,7 @@ ACCEPTS = {
 TARGET = {"width": "bits", "frequency": "MHz", "capacity_bits": "bits", "capacity_words": "words",
           "bandwidth": "words/cycle", "access_energy": "pJ", "op_energy": "pJ", "throughput": "ops/cycle"}
 
-_SI = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_SI = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}   # no "KB": 1000 or 1024? write kB or KiB
 _BIN = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 #: bits in one unit of data
 _DATA: dict[str, Fraction] = {}
@@ -231,8 +231,9 @@ def _convert(data: dict, path: tuple, kind: str, text: str) -> Fraction | None:
     number, unit = parsed
     if len(text) > 60:
         text = text[:60] + "..."
-    unknown = QuantityError(path, f"{field}: unknown unit {_q(unit[:30])} in {_q(text)} (a {kind.replace('_', ' ')} "
-                                  f"takes {ACCEPTS[kind]})")
+    what = kind.replace("_", " ")
+    unknown = QuantityError(path, f"{field}: unknown unit {_q(unit[:30])} in {_q(text)} "
+                                  f"({'an' if what[0] in 'aeiou' else 'a'} {what} takes {ACCEPTS[kind]})")
     if kind == "width":
         bits = _DATA.get(unit) if unit in ("bit", "bits", "b", "B", "byte", "bytes") else None
         if bits is None:

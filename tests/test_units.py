@@ -170,6 +170,7 @@ def tiny() -> dict:
     (("levels", 1, "capacity_words"), "3 B", ("architecture.levels[1].capacity_words", "not a whole number",
                                               "nearest: 1 or 2 words of 16 bits")),
     (("levels", 1, "capacity_words"), "16 furlongs", ("capacity_words", 'unknown unit "furlongs"')),
+    (("levels", 1, "capacity_bits"), "64 KB", ("capacity_bits", 'unknown unit "KB"', "kB", "KiB")),
     (("compute_units", 0, "ops", "mac", "energy_pj"), "1 pJ/bit", ("ops.mac.energy_pj", "unknown unit")),
     (("compute_units", 0, "ops", "mac", "per_cycle"), "0 cycles/op", ("ops.mac.per_cycle", "zero cycles")),
     (("frequency_mhz",), "1.5 Hz", ("architecture.frequency_mhz", "write 0.000001 MHz or 0.000002 MHz")),
