@@ -83,7 +83,11 @@ def schema(kind: str = typer.Argument(..., help="instance or mapping")) -> None:
     models = {"instance": Instance, "mapping": Mapping}
     if kind not in models:
         fail(f"schema: unknown kind {kind!r}; use instance or mapping")
-    typer.echo(json.dumps(models[kind].model_json_schema(), indent=1))
+    schema = models[kind].model_json_schema()
+    if kind == "instance":
+        from mapsolve.model.quantities import schema_with_units
+        schema = schema_with_units(schema)
+    typer.echo(json.dumps(schema, indent=1))
 
 
 def _click_exceptions():

@@ -347,3 +347,26 @@ def _clock_mhz(data: dict, path: tuple, text: str) -> Fraction:
     if value is None or not value.is_finite() or not Decimal("0.001") <= value <= 10**6:
         raise _Unknown   # the spec names architecture.frequency_mhz
     return Fraction(value)
+
+
+#: The spec model holding the fields under each path prefix of FIELDS (for the JSON Schema).
+_MODEL_OF = {("workload",): "Workload", ("workload", "tensors", "*"): "TensorFormat",
+             ("architecture",): "Architecture", ("architecture", "levels", "*"): "Level",
+             ("architecture", "compute_units", "*", "ops", "*"): "OpCost"}
+
+
+def schema_with_units(schema: dict) -> dict:
+    """The instance's JSON Schema with a quantity with units allowed wherever FIELDS converts one, so that a
+    schema-checking editor accepts what mapsolve accepts."""
+    defs = schema.get("$defs", {})
+    for pattern, kind in FIELDS:
+        prop = defs.get(_MODEL_OF[pattern[:-1]], {}).get("properties", {}).get(pattern[-1])
+        if prop is None:
+            continue
+        text = {"type": "string", "description": f"a quantity with units, converted exactly: {ACCEPTS[kind]}"}
+        if "anyOf" in prop:
+            prop["anyOf"].append(text)
+        else:
+            rest = {k: prop.pop(k) for k in list(prop) if k not in ("description", "title", "default")}
+            prop["anyOf"] = [rest, text]
+    return schema

@@ -312,3 +312,14 @@ def test_the_guide_shows_the_shipped_instance_and_what_validate_prints():
     proc = cli("validate", "instances/edge_ffn_gelu.yaml") if Path.cwd() == ROOT else cli("validate", FFN)
     assert proc.returncode == 0
     assert shown == proc.stdout.replace(str(FFN), "instances/edge_ffn_gelu.yaml")
+
+
+def test_the_schema_allows_a_quantity_wherever_one_is_converted():
+    from mapsolve.model.quantities import _MODEL_OF
+    proc = cli("schema", "instance")
+    assert proc.returncode == 0
+    defs = json.loads(proc.stdout)["$defs"]
+    for pattern, kind in FIELDS:
+        prop = defs[_MODEL_OF[pattern[:-1]]]["properties"][pattern[-1]]
+        assert any(alt.get("type") == "string" and "quantity with units" in alt.get("description", "")
+                   for alt in prop["anyOf"]), (pattern, prop)
