@@ -291,7 +291,8 @@ def test_yaml_instance_and_its_json_twin_evaluate_identically(tmp_path):
 
 def test_shipped_json_instance_as_yaml_evaluates_identically(tmp_path):
     import yaml
-    for name in ("tiny_attention", "tiny_int8"):
+    for name in ("tiny_matmul", "tiny_attention", "tiny_chain", "tiny_online", "tiny_variants", "tiny_int8",
+                 "tiny_nested", "tiny_block", "doc_example"):
         src = INSTANCES / f"{name}.json"
         path = tmp_path / f"{name}.yml"
         path.write_text(yaml.safe_dump(json.loads(src.read_text()), sort_keys=False))
@@ -323,3 +324,10 @@ def test_the_schema_allows_a_quantity_wherever_one_is_converted():
         prop = defs[_MODEL_OF[pattern[:-1]]]["properties"][pattern[-1]]
         assert any(alt.get("type") == "string" and "quantity with units" in alt.get("description", "")
                    for alt in prop["anyOf"]), (pattern, prop)
+
+
+def test_readme_lists_every_shipped_instance():
+    readme = (ROOT / "README.md").read_text()
+    shipped = sorted(p.name for ext in ("json", "yaml") for p in INSTANCES.glob(f"*.{ext}") if ".mapping." not in p.name)
+    missing = [name for name in shipped if f"`{name}`" not in readme and name.replace(".json", "") + "*.json" not in readme]
+    assert missing == []
