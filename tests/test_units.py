@@ -331,3 +331,42 @@ def test_readme_lists_every_shipped_instance():
     shipped = sorted(p.name for ext in ("json", "yaml") for p in INSTANCES.glob(f"*.{ext}") if ".mapping." not in p.name)
     missing = [name for name in shipped if f"`{name}`" not in readme and name.replace(".json", "") + "*.json" not in readme]
     assert missing == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Any text in any quantity field: a conversion or one line, never a traceback
+# ----------------------------------------------------------------------------------------------------------------
+import yaml  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from mapsolve.model.quantities import ACCEPTS, _matches  # noqa: E402
+
+UNIT_WORDS = sorted({w.strip() for text in ACCEPTS.values() for w in text.replace("(", ",").replace(")", ",")
+                     .replace(" or ", ",").split(",") if w.strip() and len(w.strip()) < 12}
+                    | {"GiB/s", "pJ/bit", "per cycle", "KB", "furlongs", "/", "", "B/h", "J/op", "bit/s"})
+NUMBERS = ["0", "1", "-1", "7", "1/7", "1/0", "0.5", "1.05", "2.1e-12", "1e40", "1e41", "0.0001", "614", "3.9",
+           "1e999999", ".5", "5.", "1_000", "\u0663", "NaN", "inf", " 16 "]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_quantity_text_converts_or_is_refused_in_one_line(data, tmp_path):
+    d = yaml.safe_load(FFN.read_text())   # its numbers are ints and unit texts: safe_load reads them as we do
+    spots = [(p, kind) for pattern, kind in FIELDS for p, _ in _matches(d, pattern)]
+    path, kind = data.draw(st.sampled_from(spots))
+    text = data.draw(st.sampled_from(NUMBERS)) + data.draw(st.sampled_from(["", " "])) + \
+        data.draw(st.sampled_from(UNIT_WORDS))
+    node = d
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = text
+    f = tmp_path / "q.json"
+    f.write_text(json.dumps(d))
+    proc = cli("validate", f)
+    assert "Traceback" not in proc.stderr and proc.returncode in (0, 2), (text, proc.stderr)
+    if proc.returncode == 2:
+        assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("mapsolve: error: ")
+    else:
+        inst, conversions = read_instance(f)
+        assert all(c.text != text or c.path == path for c in conversions)
