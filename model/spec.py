@@ -1,8 +1,9 @@
-"""The instance spec: one self-contained JSON file describing a workload, an architecture and an objective.
+"""The instance spec: one self-contained JSON or YAML file describing a workload, an architecture and an objective.
 
 Every model rejects unknown fields, so a typo in a JSON key is an error naming the key, never a silent default.
 Numbers that feed the cost model are exact: energies are decimals with at most 3 places (converted to integer
-femtojoules), bandwidths and throughputs are fractions ("425/1", 0.5 or 2).
+femtojoules), bandwidths and throughputs are fractions ("425/1", 0.5 or 2). A file may write them with units
+("50 GiB/s", "1.88 pJ/bit"): model/quantities.py converts those exactly before this spec validates the document.
 """
 from __future__ import annotations
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from mapsolve.model.spec import KNOWN_OPS
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCES = ROOT / "instances"
 
@@ -239,7 +241,7 @@ ENERGY_FIELDS = {"read_pj", "write_pj", "energy_pj"}           # decimal, 0..1e9
 FRACTION_FIELDS = {"bandwidth": True, "read_bandwidth": True, "write_bandwidth": True, "per_cycle": False}
 LITERAL_FIELDS = {"objective", "nesting", "axis", "running"}
 #: Ops the shipped small instances' units run (an op is any name, model/spec.py; one no unit runs is refused).
-SHIPPED_OPS = {"mac", "add", "max", "exp", "sub", "mul", "div", "copy"}
+SHIPPED_OPS = set(KNOWN_OPS)
 OPTIONAL_STR = {"recurrence", "running", "variant"}
 OPTIONAL_LIST = {"may_keep", "serves", "replaces"}              # plus a shared loop's einsums
 USER_KEYED = {"ranks", "tensors", "ops", "renames"}              # dicts keyed by names, not by spec fields
