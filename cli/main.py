@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from mapsolve.model import InputError, MappingError, analyze, check_capacity, load_instance, load_mapping
+from mapsolve.model.load import read_document, read_instance
 from mapsolve.model.spec import Instance, Mapping
 
 from . import solve_cmd, trace_cmd  # noqa: F401  (register `solve` and `trace`)
@@ -26,8 +27,8 @@ from .report import print_result
 app.add_typer(export_app, name="export")
 
 @app.command()
-def evaluate(instance: Path = typer.Argument(..., help="Instance JSON file."),
-             mapping: Path = typer.Argument(..., help="Mapping JSON file (or a `mapsolve --json` result)."),
+def evaluate(instance: Path = typer.Argument(..., help="Instance file (JSON or YAML)."),
+             mapping: Path = typer.Argument(..., help="Mapping file, JSON or YAML (or a `mapsolve --json` result)."),
              as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON.")) -> None:
     """Evaluate a mapping exactly: energy (fJ), latency (cycles) and the breakdown."""
     try:
@@ -47,10 +48,10 @@ def evaluate(instance: Path = typer.Argument(..., help="Instance JSON file."),
 
 
 @app.command()
-def validate(instance: Path = typer.Argument(..., help="Instance JSON file.")) -> None:
-    """Check an instance file: spec, names, numbers, architecture facts."""
+def validate(instance: Path = typer.Argument(..., help="Instance file (JSON or YAML).")) -> None:
+    """Check an instance file: spec, names, numbers, architecture facts; show every quantity converted from units."""
     try:
-        inst = load_instance(instance)
+        inst, conversions = read_instance(instance)
     except InputError as exc:
         if _looks_like_a_mapping(instance):
             fail(f"{instance}: this is a mapping file, not an instance (check a mapping with `mapsolve evaluate "
@@ -59,6 +60,10 @@ def validate(instance: Path = typer.Argument(..., help="Instance JSON file.")) -
     wl = inst.workload
     typer.echo(f"{instance}: ok — {len(wl.einsums)} einsums, {len(wl.ranks)} ranks, "
                f"{len(inst.architecture.levels)} levels, {len(inst.architecture.compute_units)} compute units")
+    if conversions:   # every quantity given with a unit: the text, and the exact value the model uses
+        typer.echo(f"converted {len(conversions)} quantities with units (field: given -> exact value used):")
+        for c in conversions:
+            typer.echo(f"  {c.show()}")
     from mapsolve.model.variants import alternatives
     from mapsolve.solver.limits import representability_notes   # loads ortools: only after the spec is fine
     alts = alternatives(inst)
@@ -69,7 +74,7 @@ def validate(instance: Path = typer.Argument(..., help="Instance JSON file.")) -
 
 def _looks_like_a_mapping(path: Path) -> bool:
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = read_document(Path(path).read_text(), str(path))
     except (OSError, ValueError, RecursionError):
         return False
     return isinstance(doc, dict) and "workload" not in doc and ("einsums" in doc or "mapping" in doc)
@@ -81,7 +86,11 @@ def schema(kind: str = typer.Argument(..., help="instance or mapping")) -> None:
     models = {"instance": Instance, "mapping": Mapping}
     if kind not in models:
         fail(f"schema: unknown kind {kind!r}; use instance or mapping")
-    typer.echo(json.dumps(models[kind].model_json_schema(), indent=1))
+    schema = models[kind].model_json_schema()
+    if kind == "instance":
+        from mapsolve.model.quantities import schema_with_units
+        schema = schema_with_units(schema)
+    typer.echo(json.dumps(schema, indent=1))
 
 
 def _click_exceptions():

@@ -1,4 +1,7 @@
-"""Reading instance and mapping files, with one-line errors that name the field or the cause."""
+"""Reading instance and mapping files (JSON or YAML), with one-line errors that name the field or the cause.
+
+Quantities with units in an instance ("50 GiB/s", model/quantities.py) are converted exactly before the spec
+validates it, so the spec keeps its exact types; `read_instance` also returns the conversions made."""
 from __future__ import annotations
 
 import json
@@ -7,6 +10,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from .quantities import Conversion, QuantityError, convert
 from .spec import Instance, JsonNumber, Mapping
 
 
@@ -60,13 +64,65 @@ def read_json(text: str, source: str):
     return data
 
 
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def is_yaml(text: str, source: str) -> bool:
+    """YAML by extension (.yaml/.yml); JSON by extension (.json); otherwise by content: JSON starts with { or [."""
+    suffix = Path(source).suffix.lower()
+    if suffix in YAML_SUFFIXES:
+        return True
+    if suffix == ".json":
+        return False
+    return not text.lstrip().startswith(("{", "["))
+
+
+def read_document(text: str, source: str):
+    """The document in `text`, YAML or JSON (see is_yaml), with exact numbers either way."""
+    if not is_yaml(text, source):
+        return read_json(text, source)
+    import yaml
+    from .yaml_doc import YamlRefused, read_yaml
+    too_big: list = []
+    try:
+        data = read_yaml(text, lambda t: _bounded_int(t, too_big))
+    except YamlRefused as exc:
+        raise InputError(f"{source}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        what = ", ".join(str(t) for t in (exc.context, exc.problem) if t)
+        raise InputError(f"{source}: not valid YAML: {what}{at}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{source}: YAML nested too deeply") from None
+    big = _find_too_big(data, ()) if too_big else None
+    if big is not None:
+        where, number = big
+        raise InputError(f"{source}: {_where(where)}: number {number.text[:20]}... ({len(number.text)} digits) "
+                         f"is too big")
+    return data
+
+
 def parse(model: type[M], text: str, source: str) -> M:
-    return validate(model, read_json(text, source), source)
+    return validate(model, read_document(text, source), source)
 
 
 def validate(model: type[M], data, source: str) -> M:
+    """`data` as a `model`; for an instance, its quantities with units converted first (model/quantities.py)."""
+    return validate_converted(model, data, source)[0]
+
+
+def validate_converted(model: type[M], data, source: str) -> tuple[M, list[Conversion]]:
+    conversions: list[Conversion] = []
+    if model is Instance:
+        try:
+            data, conversions = convert(data)
+        except QuantityError as exc:
+            raise InputError(f"{source}: {exc}") from None
     try:
-        return model.model_validate(data)
+        return model.model_validate(data), conversions
     except ValidationError as err:
         raise InputError(f"{source}: {one_line(err)}") from None
 
@@ -110,14 +166,20 @@ def _read(path: str | Path) -> str:
 
 
 def load_instance(path: str | Path) -> Instance:
-    inst = parse(Instance, _read(path), str(path))
+    """An instance file (JSON or YAML), checked."""
+    return read_instance(path)[0]
+
+
+def read_instance(path: str | Path) -> tuple[Instance, list[Conversion]]:
+    """An instance file, checked, and the quantities with units it converted (for `mapsolve validate`)."""
+    inst, conversions = validate_converted(Instance, read_document(_read(path), str(path)), str(path))
     check_instance(inst, str(path))
-    return inst
+    return inst, conversions
 
 
 def load_mapping(path: str | Path) -> "Mapping":
-    """A mapping file, or the `mapping` field of a `mapsolve --json` result file."""
-    data = read_json(_read(path), str(path))
+    """A mapping file (JSON or YAML), or the `mapping` field of a `mapsolve --json` result file."""
+    data = read_document(_read(path), str(path))
     if isinstance(data, dict) and "mapping" in data and "einsums" not in data:
         data = data["mapping"]
     return validate(Mapping, data, str(path))

@@ -1,8 +1,9 @@
-"""The instance spec: one self-contained JSON file describing a workload, an architecture and an objective.
+"""The instance spec: one self-contained JSON or YAML file describing a workload, an architecture and an objective.
 
 Every model rejects unknown fields, so a typo in a JSON key is an error naming the key, never a silent default.
 Numbers that feed the cost model are exact: energies are decimals with at most 3 places (converted to integer
-femtojoules), bandwidths and throughputs are fractions ("425/1", 0.5 or 2).
+femtojoules), bandwidths and throughputs are fractions ("425/1", 0.5 or 2). A file may write them with units
+("50 GiB/s", "1.88 pJ/bit"): model/quantities.py converts those exactly before this spec validates the document.
 """
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from typing import Annotated, Literal, Optional
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints,
                       ValidationError, field_validator, model_validator)
 
-#: Operations an Einsum can perform; for reductions the op also says how contributions combine.
-Op = Literal["mac", "add", "mul", "max", "exp", "sub", "div", "copy"]
+#: Operations that may reduce ranks, and how contributions combine (mac, add: sum; max: max).
+REDUCING_OPS = ("mac", "add", "max")
+#: The operations the shipped machines name; any other name (gelu, silu, rsqrt, ...) is a custom element-wise op.
+KNOWN_OPS = ("mac", "add", "mul", "max", "exp", "sub", "div", "copy")
+OP_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 MAX_BOUND = 2**40  # one rank; larger is surely a typo and would overflow the solver's integer tables
 MAX_CAPACITY_WORDS = 2**50
@@ -75,6 +79,10 @@ Flag = Annotated[bool, Strict()]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME), BeforeValidator(_not_a_number)]
 #: Free text (a description): a JSON string, not a number.
 Text = Annotated[str, StringConstraints(max_length=100_000), BeforeValidator(_not_a_number)]
+#: An operation by name: one of KNOWN_OPS or any custom element-wise op (a letter or _, then letters, digits, _),
+#: costed by the compute units' `ops`; only REDUCING_OPS reduce ranks.
+Op = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=OP_PATTERN),
+               BeforeValidator(_not_a_number)]
 #: A list of names that is a set: no name twice.
 Names = Annotated[list[Name], AfterValidator(_unique)]
 
@@ -124,8 +132,10 @@ class Einsum(Strict):
     output: TensorRef = Field(description="The tensor this Einsum writes.")
     inputs: list[TensorRef] = Field(min_length=1, description="Tensors read; a tensor another Einsum writes "
                                     "earlier in the cascade is an intermediate.")
-    op: Op = Field(description="Operation per point of the iteration space. For ranks the output lacks, the op "
-                   "is also the reduction (mac/add: sum, max: max); element-wise ops have no reduced ranks.")
+    op: Op = Field(description="Operation per point of the iteration space: mac, add, mul, max, exp, sub, div, "
+                   "copy, or any other name (gelu, silu, rsqrt, ...), an element-wise op costed by the compute "
+                   "units' `ops`. For ranks the output lacks, the op is also the reduction (mac/add: sum, max: "
+                   "max; no other op reduces); element-wise ops have no reduced ranks.")
     recurrence: Optional[Name] = Field(None, description="A rank the output carries state across (an online "
                                       "reduction, docs/model.md §3): the output lacks it, and each step of it "
                                       "replaces the output (the state) with the step's result, which may read "
@@ -338,7 +348,7 @@ class Workload(Strict):
                     raise ValueError(f"einsum {e.name}: a recurrence's output has every rank but the carried one "
                                      f"{e.recurrence}; it also lacks {sorted(reduced - {e.recurrence})}")
                 reduced = set()
-            if reduced and e.op not in ("mac", "add", "max"):
+            if reduced and e.op not in REDUCING_OPS:
                 raise ValueError(f"einsum {e.name}: op {e.op} cannot reduce ranks {sorted(reduced)} "
                                  f"(only mac, add and max reduce)")
             points = 1
@@ -489,7 +499,8 @@ class ComputeUnit(Strict):
     name: Name = Field(description="Unique unit name.")
     mesh: Mesh = Field(default_factory=Mesh, description="Units per instance of the innermost level serving "
                        "this unit (e.g. 256x256 when the MACs read the global buffer directly).")
-    ops: dict[Op, OpCost] = Field(min_length=1, description="Operations this unit can run, with their cost.")
+    ops: dict[Op, OpCost] = Field(min_length=1, description="Operations this unit can run, by name (custom "
+                                  "element-wise ops such as gelu included), with their cost.")
 
 
 class Architecture(Strict):

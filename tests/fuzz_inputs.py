@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from mapsolve.model.spec import KNOWN_OPS
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCES = ROOT / "instances"
 
@@ -237,7 +239,9 @@ INT_FIELDS = {"word_bits": (1, 1024, False), "bits": (1, 1024, True), "accumulat
 RANK_BOUND = (1, 2**40, False)
 ENERGY_FIELDS = {"read_pj", "write_pj", "energy_pj"}           # decimal, 0..1e9, <= 3 places, required
 FRACTION_FIELDS = {"bandwidth": True, "read_bandwidth": True, "write_bandwidth": True, "per_cycle": False}
-LITERAL_FIELDS = {"op", "objective", "nesting", "axis", "running"}
+LITERAL_FIELDS = {"objective", "nesting", "axis", "running"}
+#: Ops the shipped small instances' units run (an op is any name, model/spec.py; one no unit runs is refused).
+SHIPPED_OPS = set(KNOWN_OPS)
 OPTIONAL_STR = {"recurrence", "running", "variant"}
 OPTIONAL_LIST = {"may_keep", "serves", "replaces"}              # plus a shared loop's einsums
 USER_KEYED = {"ranks", "tensors", "ops", "renames"}              # dicts keyed by names, not by spec fields
@@ -334,8 +338,10 @@ def replace_invalid(doc: Any, path: Path_, old: Any, new: Any) -> str | None:
             return f"{short(new)} for the name {show(path)}"
         if new == "":
             return f"empty string for the name {show(path)}"
-        if name in LITERAL_FIELDS and new not in ("energy", "latency", "mac", "add", "x", "y", "tree", "flat"):
+        if name in LITERAL_FIELDS and new not in ("energy", "latency", "x", "y", "tree", "flat"):
             return f"{short(new)} is none of the values {show(path)} allows"
+        if name == "op" and new not in SHIPPED_OPS:
+            return f"{short(new)}: no compute unit runs op {show(path)} (or not an op name)"
         return None
     if isinstance(old, list):
         if isinstance(new, list):

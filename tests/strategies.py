@@ -861,3 +861,34 @@ def butterfly_ffn_instances(draw) -> Instance:
 def butterfly_cases(draw, allow_invalid: bool = True):
     inst = draw(butterfly_instances())
     return inst, draw(mappings(inst, allow_invalid=allow_invalid, nested=draw(st.booleans()), views=True))
+
+
+#: Custom element-wise op names the custom-op cases give the known element-wise ops (tests/test_custom_ops.py).
+CUSTOM_NAMES = {"exp": "gelu", "copy": "silu", "mul": "swish_gate", "sub": "rsqrt", "div": "tanh"}
+
+
+def with_custom_ops(inst: Instance) -> Instance:
+    """`inst` with every element-wise op (no reduced ranks) renamed to a custom op name, and each unit's ops
+    renamed alike with the same costs: the cost model prices an op by its name only, so nothing else changes."""
+    doc = inst.model_dump(mode="json")
+
+    def rename(e: dict) -> None:
+        if e["op"] in CUSTOM_NAMES:
+            e["op"] = CUSTOM_NAMES[e["op"]]
+    for e in doc["workload"]["einsums"]:
+        rename(e)
+    for v in doc["workload"]["variants"]:
+        for e in v["einsums"]:
+            rename(e)
+    for u in doc["architecture"]["compute_units"]:
+        u["ops"] = {CUSTOM_NAMES.get(op, op): cost for op, cost in u["ops"].items()}
+    return Instance.model_validate(doc)
+
+
+@st.composite
+def custom_op_cases(draw, allow_invalid: bool = True):
+    """(instance with custom ops, the same instance with the known ops, mapping): a case of `cases` whose
+    workload has an element-wise Einsum, renamed by with_custom_ops."""
+    inst, mapping = draw(cases(allow_invalid=allow_invalid).filter(
+        lambda c: any(e.op in CUSTOM_NAMES for e in c[0].workload.einsums)))
+    return with_custom_ops(inst), inst, mapping

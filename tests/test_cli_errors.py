@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTANCES = ROOT / "instances"
 TINY = INSTANCES / "tiny_matmul.json"
 TINY_MAPPING = INSTANCES / "tiny_matmul.mapping.json"
-PAIRS = sorted(p for p in INSTANCES.glob("*.json") if not p.name.endswith(".mapping.json"))
+PAIRS = sorted(p for ext in ("json", "yaml") for p in INSTANCES.glob(f"*.{ext}") if ".mapping." not in p.name)
 
 
 ALWAYS_SUBPROCESS = os.environ.get("MAPSOLVE_TEST_SUBPROCESS") == "1"
@@ -315,8 +315,9 @@ def test_validate_shipped_instance(path: Path) -> None:
 
 @pytest.mark.parametrize("path", PAIRS, ids=lambda p: p.stem)
 def test_evaluate_shipped_pair_json(path: Path) -> None:
-    mapping = path.with_name(path.stem + ".mapping.json")
-    assert mapping.exists(), f"{path.name} has no mapping file"
+    mapping = next((m for ext in ("json", "yaml") if (m := path.with_name(f"{path.stem}.mapping.{ext}")).exists()),
+                   None)
+    assert mapping is not None, f"{path.name} has no mapping file"
     proc = cli("evaluate", path, mapping, "--json")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""

@@ -266,14 +266,14 @@ def test_fusion_through_a_view_matches_enumeration(capacity):
         assert res.objective == en.enumerate_optimum(inst, objective).objective
 
 
-SHIPPED = sorted(p.stem for p in INSTANCES.glob("*.json") if ".mapping" not in p.name)
+SHIPPED = sorted(p.name for ext in ("json", "yaml") for p in INSTANCES.glob(f"*.{ext}") if ".mapping" not in p.name)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_instance_has_a_mapping_at_once(name):
     """With almost no budget (deterministic, so the same on a loaded machine) every shipped instance still ends
     with a complete valid mapping — the constructive first incumbent — never "no mapping found" (exit 4)."""
-    inst = load_instance(INSTANCES / f"{name}.json")
+    inst = load_instance(INSTANCES / name)
     res = solve(inst, None, workers=1, seed=0, deterministic_time=0.01, certify="cheap")
     assert res.mapping is not None and res.status in ("OPTIMAL", "FEASIBLE"), (res.status, res.diagnosis)
     ev = evaluate(inst, res.mapping)
