@@ -19,6 +19,8 @@ from . import verify_cmd  # noqa: F401  (registers `enumerate` and `verify`)
 from . import make_cmd  # noqa: F401  (registers `make` and `passes`)
 from . import pareto_cmd  # noqa: F401  (registers `pareto`)
 from . import sweep_cmd  # noqa: F401  (registers `sweep`)
+from . import import_cmd  # noqa: F401  (registers `import accelforge`)
+from . import export_cmd, export_accelforge_cmd  # noqa: F401  (registers `export` and `export accelforge`)
 from .app import EXIT_INPUT, EXIT_INTERRUPTED, app, fail
 from .report import print_result
 

@@ -1,0 +1,189 @@
+"""A mapsolve mapping → AccelForge's LoopTree mapping YAML (`mapping: nodes: [...]`).
+
+mapsolve and AccelForge read loop nests alike except for one rule: in mapsolve a tile kept at a level stays
+resident across the irrelevant loops just outside that level's loops (its reuse run, docs/model.md §3), while in
+AccelForge a `!Storage` node is refetched on every iteration of each loop above it. So each tensor's storage node
+is written directly below the innermost loop above its level that indexes the tensor (its tile is unchanged:
+the loops it moves above do not index it), and no higher than just below the spatial loops that feed the level's
+instances. A level's spatial loops are written before its temporal loops (both spread the same tile; mapsolve's
+reuse counts temporal loops only). The backing store's storage is the root, Einsums or fused groups run one after
+another in a `!Sequential`, and a fused group's shared loops and fusion-level storage sit above its members'
+branches. Names are the instance's: an imported instance's ranks, tensors, Einsums, levels and units are
+AccelForge's, and its description records which AccelForge fanout each mesh axis is (interop/accelforge_arch.py).
+"""
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from mapsolve.model.nest import build_nests
+from mapsolve.model.spec import Instance, Mapping
+
+from .accelforge_import import SPATIAL_TAG
+from .accelforge_yaml import Refused
+
+
+class _Node(dict):
+    def __init__(self, tag: str, **items) -> None:
+        super().__init__(items)
+        self.tag = tag
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Node, lambda d, n: d.represent_mapping("!" + n.tag, dict(n)))
+
+
+def spatial_axes(inst: Instance) -> dict:
+    """The importer's record of which AccelForge fanout each mesh axis is ({} for a hand-written instance)."""
+    desc = inst.description
+    k = desc.rfind(SPATIAL_TAG)
+    if k < 0:
+        return {}
+    try:
+        return json.JSONDecoder().raw_decode(desc[k + len(SPATIAL_TAG):])[0]
+    except ValueError:
+        return {}
+
+
+class _Writer:
+    def __init__(self, inst: Instance, mapping: Mapping) -> None:
+        self.inst, self.mapping, self.arch = inst, mapping, inst.architecture
+        self.nests = {n.einsum.name: n for n in build_nests(inst, mapping)}
+        self.axes = spatial_axes(inst)
+        self.em = {m.einsum: m for m in mapping.einsums}
+
+    def order(self, name: str, lo: int, shared: bool) -> list:
+        """The Einsum's non-unit loops to write, from path position `lo` down (or its shared loops), each a
+        (loop, index in the nest) in writing order: per level spatial loops, then temporal ones."""
+        nest = self.nests[name]
+        idx = [(lp, i) for i, lp in enumerate(nest.loops) if lp.factor > 1 and lp.shared == shared and lp.pos >= lo]
+        if shared:
+            return idx
+        out = []
+        for pos in range(lo, len(nest.path)):
+            out += [x for x in idx if x[0].pos == pos and x[0].spatial]
+            out += [x for x in idx if x[0].pos == pos and not x[0].spatial]
+        return out
+
+    def axis(self, nest, lp) -> str:
+        """NestLoop keeps the mesh, not the axis: the k-th spatial loop at a level is its k-th spatial entry."""
+        k = next(k for k, x in enumerate(x for x in nest.loops if x.spatial and x.pos == lp.pos) if x is lp)
+        return self.em[nest.einsum.name].levels[lp.pos].spatial[k].axis
+
+    def loop_node(self, nest, lp, shape: int, rank):
+        if not lp.spatial:
+            return _Node("Temporal", rank_variable=rank, tile_shape=shape)
+        below = self.arch.levels[nest.path[lp.pos + 1]].name if lp.pos + 1 < len(nest.path) else nest.unit
+        got = self.axes.get(below, {}).get(self.axis(nest, lp))
+        comp, dim = (got[0], got[1]) if got else (below, self.axis(nest, lp).upper())
+        return _Node("Spatial", rank_variable=rank, tile_shape=shape, name=dim, component=comp)
+
+    def place(self, nest, loops: list, levels: range, tensors_at, relevant=None, rank_of=None, outer=()) -> list:
+        """Loop nodes with storage nodes inserted (see the module doc): `loops` as from order(), `levels` the
+        path positions whose storage goes in this list, `tensors_at(pos)` the tensors kept there; `relevant(j, t)`
+        whether loop j indexes tensor t, `rank_of(j)` the rank variable(s) loop j is written with; `outer` the
+        loops written above this list (a group's shared loops), which tile shapes start from."""
+        relevant = relevant or (lambda j, t: loops[j][0].rank in nest.tensors[t])
+        rank_of = rank_of or (lambda j: loops[j][0].rank)
+        slots: dict[int, list] = {}
+        for pos in levels:
+            kept = tensors_at(pos)
+            if not kept:
+                continue
+            cap = 0
+            for j, (lp, _) in enumerate(loops):
+                if lp.pos < pos - 1 or (lp.pos == pos - 1 and lp.spatial):
+                    cap = j + 1
+            first_own = next((j for j, (lp, _) in enumerate(loops) if lp.pos >= pos), len(loops))
+            for t in kept:
+                at = cap
+                for j in range(cap, first_own):
+                    if not loops[j][0].spatial and relevant(j, t):
+                        at = j + 1
+                slots.setdefault(at, []).append((pos, t))
+        out = []
+        left = {r: nest.bounds[r] for r in nest.space}
+        for lp, _ in outer:
+            left[lp.rank] //= lp.factor
+        for j in range(len(loops) + 1):
+            for pos in sorted({p for p, _ in slots.get(j, [])}):
+                out.append(_Node("Storage", component=self.arch.levels[nest.path[pos]].name,
+                                 tensors=[t for p, t in slots[j] if p == pos]))
+            if j < len(loops):
+                lp, i = loops[j]
+                left[lp.rank] //= lp.factor
+                out.append(self.loop_node(nest, lp, left[lp.rank], rank_of(j)))
+        return out
+
+    def kept(self, name: str, pos: int) -> list[str]:
+        nest = self.nests[name]
+        return [t for t in nest.tensors if pos in nest.keep.get(t, [])]
+
+    def lone(self, name: str) -> list:
+        nest = self.nests[name]
+        loops = self.order(name, 0, False)
+        body = self.place(nest, loops, range(1, len(nest.path)), lambda pos: self.kept(name, pos))
+        return body + [_Node("Compute", einsum=name, component=nest.unit)]
+
+    def member(self, name: str, fpos: int) -> list:
+        nest = self.nests[name]
+        loops = self.order(name, fpos, False)
+        body = self.place(nest, loops, range(fpos + 1, len(nest.path)), lambda pos: self.kept(name, pos),
+                          outer=[(lp, i) for i, lp in enumerate(nest.loops) if lp.shared])
+        return body + [_Node("Compute", einsum=name, component=nest.unit)]
+
+    def group(self, g) -> list:
+        members = list(g.einsums)
+        for sl in g.shared_loops:
+            if sl.einsums is not None and set(sl.einsums) != set(members):
+                raise Refused(f"group {'+'.join(members)}: a shared loop over {sl.rank} enclosing only "
+                              f"{', '.join(sl.einsums)} (nested fusion) is not exported; solve with --nesting flat")
+        first = self.nests[members[0]]
+        fpos = first.fpos()
+        loops = self.order(members[0], 0, True)
+        per_member = {m: [lp.rank for lp, _ in self.order(m, 0, True)] for m in members}  # views: own names
+
+        def rank_of(j):
+            names = list(dict.fromkeys(per_member[m][j] for m in members))
+            return names[0] if len(names) == 1 else names
+
+        def relevant(j, t):   # a group copy: the loop indexes t in a member that uses it
+            return any(per_member[m][j] in self.nests[m].tensors[t] for m in members if t in self.nests[m].tensors)
+
+        def union(pos):
+            out = []
+            for m in members:
+                out += [t for t in self.kept(m, pos) if t not in out]
+            return out
+        top = self.place(first, loops, range(1, fpos + 1), union, relevant, rank_of)
+        seq = _Node("Sequential", nodes=[_Node("Nested", nodes=self.member(m, fpos)) for m in members])
+        return top + [seq]
+
+    def write(self) -> str:
+        if self.mapping.variant is not None:
+            raise Refused("mapping.variant: mappings of workload variants are not exported (AccelForge has none)")
+        groups = {n: g for g in self.mapping.groups for n in g.einsums}
+        root: list[str] = []
+        branches, done = [], set()
+        for e in self.inst.workload.einsums:
+            if e.name in done:
+                continue
+            g = groups.get(e.name)
+            members = list(g.einsums) if g is not None else [e.name]
+            done.update(members)
+            for m in members:
+                root += [t for t in self.kept(m, 0) if t not in root]
+            branches.append(self.lone(e.name) if g is None or len(members) == 1 else self.group(g))
+        body = branches[0] if len(branches) == 1 else [
+            _Node("Sequential", nodes=[_Node("Nested", nodes=b) for b in branches])]
+        doc = {"mapping": {"nodes": [_Node("Storage", component=self.arch.levels[0].name, tensors=root), *body]}}
+        return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=120)
+
+
+def export(inst: Instance, mapping: Mapping) -> str:
+    """The LoopTree YAML text of `mapping` (valid for `inst`: check it with the evaluator first)."""
+    return _Writer(inst, mapping).write()
