@@ -130,6 +130,7 @@ class _Writer:
         return body + [_Node("Compute", einsum=name, component=nest.unit)]
 
     def member(self, name: str, fpos: int) -> list:
+        """A fused group's member below the fusion level (its storage there is the group's, written above)."""
         nest = self.nests[name]
         loops = self.order(name, fpos, False)
         body = self.place(nest, loops, range(fpos + 1, len(nest.path)), lambda pos: self.kept(name, pos),
@@ -137,31 +138,70 @@ class _Writer:
         return body + [_Node("Compute", einsum=name, component=nest.unit)]
 
     def group(self, g) -> list:
+        """A fused group: its shared loops as a tree (a loop enclosing a run of members sits above a `!Sequential`
+        of what it encloses), each group copy's storage directly below the innermost shared loop that encloses
+        all the tensor's users and indexes it, then each member's own nest below the fusion level."""
         members = list(g.einsums)
-        for sl in g.shared_loops:
-            if sl.einsums is not None and set(sl.einsums) != set(members):
-                raise Refused(f"group {'+'.join(members)}: a shared loop over {sl.rank} enclosing only "
-                              f"{', '.join(sl.einsums)} (nested fusion) is not exported; solve with --nesting flat")
         first = self.nests[members[0]]
         fpos = first.fpos()
-        loops = self.order(members[0], 0, True)
-        per_member = {m: [lp.rank for lp, _ in self.order(m, 0, True)] for m in members}  # views: own names
+        arch_pos = {self.arch.levels[i].name: k for k, i in enumerate(first.path)}
+        loops = [(k, sl) for k, sl in enumerate(g.shared_loops) if sl.factor > 1]
+        span = {k: (set(sl.einsums) if sl.einsums is not None else set(members)) for k, sl in loops}
 
-        def rank_of(j):
-            names = list(dict.fromkeys(per_member[m][j] for m in members))
-            return names[0] if len(names) == 1 else names
+        def shape(k: int, sl) -> int:
+            m = next(x for x in members if x in span[k])
+            r = sl.rank_of(m)
+            left = self.nests[m].bounds[r]
+            for j, other in loops:
+                if m in span[j] and other.rank_of(m) == r:
+                    left //= other.factor
+                if j == k:
+                    return left
+            return left
 
-        def relevant(j, t):   # a group copy: the loop indexes t in a member that uses it
-            return any(per_member[m][j] in self.nests[m].tensors[t] for m in members if t in self.nests[m].tensors)
+        def node(k: int, sl):
+            names = list(dict.fromkeys(sl.rank_of(m) for m in members if m in span[k]))
+            return _Node("Temporal", rank_variable=names[0] if len(names) == 1 else names, tile_shape=shape(k, sl))
 
-        def union(pos):
+        slots: dict = {}   # loop index (or None: the group's top) -> [(pos, tensor)]
+        for pos in range(1, fpos + 1):
+            for t in dict.fromkeys(t for m in members for t in self.kept(m, pos)):
+                users = {m for m in members if t in self.nests[m].tensors}
+                at = None
+                for k, sl in loops:
+                    if users <= span[k] and arch_pos[sl.level] < pos and any(
+                            sl.rank_of(m) in self.nests[m].tensors[t] for m in users):
+                        at = k
+                slots.setdefault(at, []).append((pos, t))
+
+        def storages(at) -> list:
+            got = slots.get(at, [])
+            return [_Node("Storage", component=self.arch.levels[first.path[pos]].name,
+                          tensors=[t for p, t in got if p == pos]) for pos in sorted({p for p, _ in got})]
+
+        def build(run: list[str], avail: list) -> list:
+            mine = set(run)
             out = []
-            for m in members:
-                out += [t for t in self.kept(m, pos) if t not in out]
-            return out
-        top = self.place(first, loops, range(1, fpos + 1), union, relevant, rank_of)
-        seq = _Node("Sequential", nodes=[_Node("Nested", nodes=self.member(m, fpos)) for m in members])
-        return top + [seq]
+            for k, sl in avail:
+                if span[k] == mine:
+                    out.append(node(k, sl))
+                    out += storages(k)
+            rest = [(k, sl) for k, sl in avail if span[k] < mine]
+            if len(run) == 1 and not rest:
+                return out + self.member(run[0], fpos)
+            subruns, seen = [], set()
+            for m in run:
+                if m in seen:
+                    continue
+                k = next((k for k, _ in rest if m in span[k]), None)
+                sub = [x for x in run if x in span[k]] if k is not None else [m]
+                seen.update(sub)
+                subruns.append(sub)
+            return out + [_Node("Sequential", nodes=[
+                _Node("Nested", nodes=build(sub, [(k, sl) for k, sl in rest if span[k] <= set(sub)]))
+                for sub in subruns])]
+
+        return storages(None) + build(members, loops)
 
     def write(self) -> str:
         if self.mapping.variant is not None:
