@@ -13,8 +13,8 @@ from fractions import Fraction
 
 from mapsolve.model.spec import MAX_RATE_TERM
 
-from .accelforge_expr import INF, HeldBy, TensorSet, evaluate, number, tensor_set
-from .accelforge_yaml import Refused, Tagged
+from .accelforge_expr import INF, HeldBy, TensorSet, number, tensor_set
+from .accelforge_yaml import Refused
 
 
 def _dec(d: Decimal) -> str:
@@ -122,7 +122,7 @@ def build_architecture(a) -> tuple[dict, list[str], dict]:
                           f"supported (mapsolve meshes are 2-D)")
         parts = []
         for container, sp, where in pending:
-            fan = number(sp.get("fanout"), a.ctx(wl.einsums[0]), f"{where}.fanout")
+            fan = a.uniform(sp.get("fanout"), below, f"{where}.fanout")
             if fan == INF or fan != int(fan) or fan < 1:
                 raise Refused(f"{where}.fanout: {sp.get('fanout')!r} is not a positive integer")
             mc, rd, note = flags(container, sp, where, below)
@@ -189,7 +189,8 @@ def build_architecture(a) -> tuple[dict, list[str], dict]:
             continue
         # a Memory
         a.zero_leak(node, where)
-        acts = a.actions(node, where, ("read", "write"))
+        below = served_einsums(i)
+        acts = a.actions(node, where, ("read", "write"), below)
         lv: dict = {"name": node["name"]}
         for act in ("read", "write"):
             energy, _, bpa = acts[act]
@@ -210,7 +211,6 @@ def build_architecture(a) -> tuple[dict, list[str], dict]:
                 notes.append(f"{node['name']}: read and write throughputs differ ({bw['read']} and {bw['write']} "
                              f"words/cycle): AccelForge adds the two times, mapsolve takes the slower of two "
                              f"ports (a lower latency where both are busy).")
-        below = served_einsums(i)
         if root is None:
             _root(node, where, a, below)
             root = node["name"]
@@ -250,7 +250,7 @@ def _tensor_sets(node, where, a, e):
 
 def _root(node, where, a, below) -> None:
     size = node.get("size")
-    if size is None or number(size, a.ctx(a.wl.einsums[0]), f"{where}.size") != INF:
+    if size is None or a.uniform(size, below, f"{where}.size") != INF:
         raise Refused(f"{where}.size: the first memory is mapsolve's backing store and must be size: inf")
     for e in below:
         keep, may, ke, me = _tensor_sets(node, where, a, e)

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from decimal import Decimal
-from fractions import Fraction
 from pathlib import Path
 
-from .accelforge_expr import INF, Context, HeldBy, TensorSet, evaluate, number, tensor_set
+from .accelforge_expr import INF, Context, HeldBy, TensorSet, evaluate, number
 from .accelforge_workload import AfEinsum, AfWorkload, convert_workload
 from .accelforge_yaml import Refused, Tagged, load, uses_variable
 
@@ -51,12 +49,22 @@ class _Arch:
         return self.wl.context(e, self.node_names)
 
     # ---------------------------------------------------------------------------------------------------
-    def actions(self, node: dict, where: str, expected: tuple[str, ...]) -> dict:
+    def uniform(self, value, einsums: list, where: str):
+        """A number that must be the same for every Einsum in `einsums` (evaluated in each one's context)."""
+        got = {}
+        for e in einsums or self.wl.einsums[:1]:
+            got[e.name] = number(value, self.ctx(e), where)
+        if len(set(got.values())) > 1:
+            raise Refused(f"{where}: {value!r} differs between Einsums ({', '.join(f'{k}: {v}' for k, v in got.items())}); "
+                          f"mapsolve needs one value per node")
+        return next(iter(got.values()))
+
+    def actions(self, node: dict, where: str, expected: tuple[str, ...], einsums: list) -> dict:
+        """name -> (energy J, throughput per s, bits per action), the same for every Einsum in `einsums`."""
         acts = node.get("actions")
         if not isinstance(acts, list):
             raise Refused(f"{where}.actions: a list of actions ({', '.join(expected)}) is required")
         out = {}
-        e0 = self.wl.einsums[0]
         for k, a in enumerate(acts):
             w = f"{where}.actions[{k}]"
             if not isinstance(a, dict) or "name" not in a:
@@ -73,26 +81,27 @@ class _Arch:
                 if a.get(key) is None:
                     raise Refused(f"{w}.{key} is required (energies and throughputs come from the file, not from "
                                   f"a component model)")
-            ctx = self.ctx(e0)
-            bits = self.bits_per_action(a, node, ctx, w)
-            out[name] = (number(a["energy"], ctx, f"{w}.energy"), number(a["throughput"], ctx, f"{w}.throughput"),
-                         bits)
+            bits = self.bits_per_action(a, node, einsums, w)
+            out[name] = (self.uniform(a["energy"], einsums, f"{w}.energy"),
+                         self.uniform(a["throughput"], einsums, f"{w}.throughput"), bits)
         missing = [n for n in expected if n not in out]
         if missing:
             raise Refused(f"{where}.actions: action {missing[0]!r} is missing")
         return out
 
-    def bits_per_action(self, action: dict, node: dict, ctx: Context, where: str):
+    def bits_per_action(self, action: dict, node: dict, einsums: list, where: str):
         """Bits one action moves: the action's or the node's bits_per_action / values_per_action, default 1."""
         for holder, w in ((action, where), (node, where.rsplit(".actions", 1)[0])):
             if holder.get("values_per_action") not in (None, {}):
                 vpa = holder["values_per_action"]
                 if not isinstance(vpa, dict) or len(vpa) != 1 or str(next(iter(vpa))) != "All":
                     raise Refused(f"{w}.values_per_action: only {{All: N}} is supported")
-                n = number(next(iter(vpa.values())), ctx, f"{w}.values_per_action")
+                n = self.uniform(next(iter(vpa.values())), einsums, f"{w}.values_per_action")
+                if n == INF or n <= 0:
+                    raise Refused(f"{w}.values_per_action: {n} is not a positive number")
                 return n * self.word
             if holder.get("bits_per_action") is not None:
-                n = number(holder["bits_per_action"], ctx, f"{w}.bits_per_action")
+                n = self.uniform(holder["bits_per_action"], einsums, f"{w}.bits_per_action")
                 if n == INF or n <= 0:
                     raise Refused(f"{w}.bits_per_action: {n} is not a positive number")
                 return n
@@ -100,7 +109,7 @@ class _Arch:
 
     def zero_leak(self, node: dict, where: str) -> None:
         if node.get("leak_power") not in (None, 0):
-            v = number(node["leak_power"], self.ctx(self.wl.einsums[0]), f"{where}.leak_power")
+            v = self.uniform(node["leak_power"], self.wl.einsums, f"{where}.leak_power")
             if v != 0:
                 raise Refused(f"{where}.leak_power: {node['leak_power']!r} is not supported (mapsolve has no "
                               f"leakage energy; only 0)")
@@ -114,10 +123,6 @@ class _Arch:
                 continue
             where = _where(self.source, i, node)
             self.zero_leak(node, where)
-            acts = self.actions(node, where, ("compute",))
-            energy, thr, _ = acts["compute"]
-            if thr == INF or thr <= 0:
-                raise Refused(f"{where}: compute throughput {thr} must be a finite positive number of ops/s")
             runs = []
             for e in self.wl.einsums:
                 ok = evaluate(node.get("enabled", True), self.ctx(e), f"{where}.enabled (einsum {e.name})")
@@ -127,6 +132,12 @@ class _Arch:
                     ok = bool(ok)
                 if ok:
                     runs.append(e.name)
+            acts = self.actions(node, where, ("compute",), [e for e in self.wl.einsums if e.name in runs])
+            energy, thr, bits = acts["compute"]
+            if bits != 1:
+                raise Refused(f"{where}: bits_per_action/values_per_action on a compute action is not supported")
+            if thr == INF or thr <= 0:
+                raise Refused(f"{where}: compute throughput {thr} must be a finite positive number of ops/s")
             units[node["name"]] = (i, runs, energy, thr)
         if not units:
             raise Refused(f"{self.source}: arch.nodes has no !Compute node")

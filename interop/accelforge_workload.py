@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from .accelforge_expr import Context, TensorSet, evaluate, number, tensor_set
+from .accelforge_expr import Context, TensorSet, number, tensor_set
 from .accelforge_yaml import Refused
 
 _TENSOR = re.compile(r"([A-Za-z_]\w*)\[([^\]]*)\]")
