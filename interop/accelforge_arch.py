@@ -38,6 +38,19 @@ def _pj(joules, per: Fraction, where: str) -> str:
     return _dec(Decimal(int(fj)) / 1000)
 
 
+def _g(x) -> str:
+    """A number for the description: exact integers as such, others in short float form."""
+    if x == INF:
+        return "inf"
+    f = Fraction(x)
+    return str(f.numerator) if f.denominator == 1 and abs(f) < 10**6 else f"{float(f):g}"
+
+
+def _area(node) -> str:
+    a = node.get("area")
+    return "" if a in (None, 0) else f"; area {a} ignored (not a cost in mapsolve)"
+
+
 def _first(order: list[str], items) -> list[str]:
     return [t for t in order if t in items]
 
@@ -186,6 +199,9 @@ def build_architecture(a) -> tuple[dict, list[str], dict]:
             cost = {"energy_pj": _pj(energy, Fraction(1), f"{where}: compute energy"), "per_cycle": per_cycle}
             unit_docs.append({"name": node["name"], **({"mesh": mesh} if mesh else {}),
                               "ops": {op: dict(cost) for op in sorted({e.op for e in below})}})
+            notes.append(f"Compute {node['name']} runs {', '.join(runs)} (enabled: {node.get('enabled', True)}): "
+                         f"{_g(energy)} J per op = {cost['energy_pj']} pJ, {_g(thr)} ops/s = {per_cycle} per "
+                         f"cycle{_area(node)}.")
             continue
         # a Memory
         a.zero_leak(node, where)
@@ -211,8 +227,15 @@ def build_architecture(a) -> tuple[dict, list[str], dict]:
                 notes.append(f"{node['name']}: read and write throughputs differ ({bw['read']} and {bw['write']} "
                              f"words/cycle): AccelForge adds the two times, mapsolve takes the slower of two "
                              f"ports (a lower latency where both are busy).")
+        conv = "; ".join(
+            f"{act} {_g(acts[act][0])} J per action of {_g(acts[act][2])} bit(s) = {lv[act + '_pj']} pJ per "
+            f"{a.word}-bit word, "
+            + (f"{_g(acts[act][1])} actions/s = {bw[act]} words/cycle" if act in bw else "unlimited throughput")
+            for act in ("read", "write"))
         if root is None:
             _root(node, where, a, below)
+            notes.append(f"{node['name']}: {conv}; size inf: the backing store (keep ~Intermediates, may_keep All: "
+                         f"every input and output, and unfused intermediates){_area(node)}.")
             root = node["name"]
             if pending:
                 raise Refused(f"{where}: a fanout above the first memory is not supported")
@@ -226,6 +249,8 @@ def build_architecture(a) -> tuple[dict, list[str], dict]:
         lv.update(serves_field(i))
         _keeps(node, where, a, below, root, lv, tensor_order, notes)
         _size(node, where, a, below, lv)
+        notes.append(f"{node['name']}: {conv}; size {node.get('size')} = {lv['capacity_bits']} bits"
+                     f"{_area(node)}.")
         levels.append(lv)
     if root is None:
         raise Refused(f"{src}: arch.nodes has no !Memory node")
