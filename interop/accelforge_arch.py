@@ -82,7 +82,8 @@ def build_architecture(a) -> tuple[dict, list[str], dict]:
     clock = min(thr for _, _, _, thr in active.values())
     mhz = Fraction(clock) / 10**6
     if (mhz * 10**6).denominator != 1 or not Fraction(1, 1000) <= mhz <= 10**6:
-        raise Refused(f"{src}: the derived clock {float(clock)} Hz is not a frequency mapsolve accepts")
+        raise Refused(f"{src}: the derived clock, the slowest compute unit's {float(clock):g} ops/s as 1 op per "
+                      f"cycle, is {float(clock):g} Hz: outside mapsolve's 1 kHz to 1 THz (frequency_mhz)")
     frequency = _dec(Decimal((mhz * 10**6).numerator) / 10**6)
     notes.append(f"Clock: {frequency} MHz, the slowest compute unit's throughput ({float(clock):g} ops/s) as one "
                  f"operation per cycle; every other throughput is divided by it.")
@@ -165,22 +166,29 @@ def build_architecture(a) -> tuple[dict, list[str], dict]:
             axes[owner] = {"x": list(parts[0][:2]), **({"y": list(parts[1][:2])} if len(parts) == 2 else {})}
         return extra, mesh
 
+    def fanouts(node, where: str) -> list:
+        """A node's `spatial` fanouts (a Container's, or a Memory's or Compute's own: the same as a Container
+        with them right above the node)."""
+        sps = node.get("spatial") or []
+        if not isinstance(sps, list):
+            raise Refused(f"{where}.spatial must be a list")
+        if sps and root is None:
+            raise Refused(f"{where}: a fanout above the first memory is not supported")
+        out = []
+        for k, sp in enumerate(sps):
+            w = f"{where}.spatial[{k}]"
+            if not isinstance(sp, dict) or not isinstance(sp.get("name"), str):
+                raise Refused(f"{w}: a fanout needs a name")
+            for key in sp:
+                if key not in {"name", "fanout", "may_reuse"}:
+                    raise Refused(f"{w}.{key} is not supported (the importer converts name, fanout, may_reuse)")
+            out.append((node["name"], sp, w))
+        return out
+
     for i, node in enumerate(a.nodes):
         where = f"{src}: arch.nodes[{i}] ({node['name']})"
         if node.tag == "Container":
-            sps = node.get("spatial") or []
-            if not isinstance(sps, list):
-                raise Refused(f"{where}.spatial must be a list")
-            if root is None:
-                raise Refused(f"{where}: a fanout above the first memory is not supported")
-            for k, sp in enumerate(sps):
-                w = f"{where}.spatial[{k}]"
-                if not isinstance(sp, dict) or not isinstance(sp.get("name"), str):
-                    raise Refused(f"{w}: a fanout needs a name")
-                for key in sp:
-                    if key not in {"name", "fanout", "may_reuse"}:
-                        raise Refused(f"{w}.{key} is not supported (the importer converts name, fanout, may_reuse)")
-                pending.append((node["name"], sp, w))
+            pending.extend(fanouts(node, where))
             continue
         if node.tag == "Compute":
             if node["name"] not in active:
@@ -190,6 +198,7 @@ def build_architecture(a) -> tuple[dict, list[str], dict]:
             _, runs, energy, thr = active[node["name"]]
             below = [by_name[n] for n in runs]
             saved = list(pending)
+            pending.extend(fanouts(node, where))   # its own fanout replicates only itself
             extra, mesh = meshes(node["name"], i, below)
             pending[:] = saved        # fanouts above a compute node also replicate the nodes below it
             for lv in extra:
@@ -203,7 +212,8 @@ def build_architecture(a) -> tuple[dict, list[str], dict]:
                          f"{_g(energy)} J per op = {cost['energy_pj']} pJ, {_g(thr)} ops/s = {per_cycle} per "
                          f"cycle{_area(node)}.")
             continue
-        # a Memory
+        # a Memory (its own fanout replicates it and everything below it)
+        pending.extend(fanouts(node, where))
         a.zero_leak(node, where)
         below = served_einsums(i)
         acts = a.actions(node, where, ("read", "write"), below)
@@ -249,8 +259,8 @@ def build_architecture(a) -> tuple[dict, list[str], dict]:
         lv.update(serves_field(i))
         _keeps(node, where, a, below, root, lv, tensor_order, notes)
         _size(node, where, a, below, lv)
-        notes.append(f"{node['name']}: {conv}; size {node.get('size')} = {lv['capacity_bits']} bits"
-                     f"{_area(node)}.")
+        notes.append(f"{node['name']}: {conv}; size {node.get('size')} = "
+                     f"{str(lv['capacity_bits']) + ' bits' if 'capacity_bits' in lv else 'unbounded'}{_area(node)}.")
         levels.append(lv)
     if root is None:
         raise Refused(f"{src}: arch.nodes has no !Memory node")
@@ -300,7 +310,7 @@ def _keeps(node, where, a, below, root: str, lv: dict, order: list[str], notes: 
             if not (keep.complement and keep.node == root):
                 raise Refused(f"{where}.tensors.keep {ke!r}: of X.tensors only ~{root}.tensors (the fused "
                               f"intermediates) is supported")
-            held_note = True
+            held_note = ke
             keep_items = frozenset()
         else:
             keep_items = keep.items
@@ -311,7 +321,7 @@ def _keeps(node, where, a, below, root: str, lv: dict, order: list[str], notes: 
             if t in keep_items or t in may.items:
                 allow_in.setdefault(t, []).append(e.name)
     if held_note:
-        notes.append(f"{node['name']}: keep ~{root}.tensors (tensors {root} does not hold: the fused "
+        notes.append(f"{node['name']}: keep {held_note} (tensors {root} does not hold: the fused "
                      f"intermediates) is mapsolve's fusion rule: a fused group's intermediates live at its fusion "
                      f"level, which the mapper chooses among the on-chip levels that may keep them.")
     all_t = [t for t in order if t in users]
@@ -339,13 +349,18 @@ def _size(node, where, a, below, lv: dict) -> None:
     for e in below:
         s = number(node["size"], a.ctx(e), f"{where}.size (einsum {e.name})")
         if s == INF:
-            raise Refused(f"{where}.size: only the first memory may be unbounded")
+            sizes[e.name] = INF
+            continue
         if s < 0 or s != int(s):
             raise Refused(f"{where}.size: {s} is not a whole number of bits")
         sizes[e.name] = int(s)
     if not sizes:
         lv["capacity_bits"] = 0
         return
+    if INF in sizes.values():
+        if set(sizes.values()) != {INF}:
+            raise Refused(f"{where}.size: unbounded for some Einsums and bounded for others")
+        return   # unbounded: no capacity field
     cap = max(sizes.values())
     allowed = set(lv.get("may_keep", [t for e in below for t in e.tensors]))
     for e in below:

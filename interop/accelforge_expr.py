@@ -84,7 +84,7 @@ class _Eval:
         if n in ("True", "False"):
             return n == "True"
         if n in self.ctx.nodes:
-            self.refuse(f"the node name {n} alone (only {n}.tensors)")
+            return HeldBy(n)   # a memory's name stands for the tensors it holds, as X.tensors
         raise Refused(f"{self.where}: unknown name {n!r} in expression {self.text!r}")
 
     def _Attribute(self, node):

@@ -18,8 +18,9 @@ from .accelforge_workload import AfEinsum, AfWorkload, convert_workload
 from .accelforge_yaml import Refused, Tagged, load, uses_variable
 
 NODE_KEYS = {
-    "Memory": {"name", "size", "leak_power", "area", "actions", "tensors", "bits_per_action", "values_per_action"},
-    "Compute": {"name", "leak_power", "area", "actions", "enabled"},
+    "Memory": {"name", "size", "leak_power", "area", "actions", "tensors", "bits_per_action", "values_per_action",
+               "spatial"},
+    "Compute": {"name", "leak_power", "area", "actions", "enabled", "spatial"},
     "Container": {"name", "spatial"},
 }
 ACTION_KEYS = {"name", "energy", "throughput", "bits_per_action", "values_per_action"}

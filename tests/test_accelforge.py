@@ -76,6 +76,35 @@ def test_flat_arch_import_equals_the_hand_written_instance(tmp_path) -> None:
     assert counts(out, mp) == counts(DATA / "expected_flat_attn.json", mp)
 
 
+@pytest.mark.parametrize("edit", [
+    # a memory's own fanout is a Container's right above it
+    lambda s: s.replace("  - !Container\n    name: PEArray\n    spatial:\n    - {name: X, fanout: {{PE_X}}, may_reuse: input}\n"
+                        "    - {name: Y, fanout: {{PE_Y}}, may_reuse: output}\n\n  - !Memory\n    name: Register\n",
+                        "  - !Memory\n    name: Register\n    spatial:\n    - {name: X, fanout: {{PE_X}}, may_reuse: input}\n"
+                        "    - {name: Y, fanout: {{PE_Y}}, may_reuse: output}\n"),
+    # a memory's name stands for its tensors
+    lambda s: s.replace("keep: ~MainMemory.tensors", "keep: ~MainMemory"),
+    # energy and throughput per 16-bit action instead of per bit
+    lambda s: s.replace("- {name: read, energy: 7.03e-12, throughput: 8 * 614e9}",
+                        "- {name: read, energy: 112.48e-12, throughput: 8 * 614e9 / 16, bits_per_action: 16}"),
+    # per value (values_per_action), on the node
+    lambda s: s.replace("    name: GlobalBuffer\n", "    name: GlobalBuffer\n    values_per_action: {All: 1}\n").replace(
+        "{name: read, energy: 1.88e-12, throughput: 8 * 2048e9}", "{name: read, energy: 30.08e-12, throughput: 1024e9}").replace(
+        "{name: write, energy: 2.36e-12, throughput: 8 * 1024e9}", "{name: write, energy: 37.76e-12, throughput: 512e9}"),
+])
+def test_equivalent_spellings_import_alike(tmp_path, edit) -> None:
+    text = arch("dram_glb_pe").read_text()
+    changed = edit(text)
+    assert changed != text
+    path = tmp_path / "same.arch.yaml"
+    path.write_text(changed)
+    got = load_instance(imported(tmp_path, str(path), *QK_AV)).architecture.model_dump()
+    want = load_instance(DATA / "expected_qk_av.json").architecture.model_dump()
+    for lv in got["levels"]:   # the pass-through level is named after the node that holds the fanout
+        lv["name"] = lv["name"].replace("Register.X", "PEArray.X")
+    assert got == want
+
+
 def _to_imported_names(mapping: dict) -> dict:
     """af_block's names → the importer's: Einsums after their outputs, AccelForge's tensor, level and unit names,
     ranks as rank variables (lower case)."""
