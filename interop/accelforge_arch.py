@@ -32,6 +32,8 @@ def _pj(joules, per: Fraction, where: str) -> str:
     if joules == INF or joules < 0:
         raise Refused(f"{where}: energy {joules} is not a finite non-negative number")
     fj = Fraction(joules) * per * 10**15
+    if fj > 10**12 * 10**3:   # mapsolve's energies are at most 10^9 pJ
+        raise Refused(f"{where}: {joules} J is above mapsolve's 10^9 pJ per word or operation")
     if fj.denominator != 1:
         raise Refused(f"{where}: {float(fj) / 1000!r} pJ needs more than 3 decimals (mapsolve energies are "
                       f"integer femtojoules)")

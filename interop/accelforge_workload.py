@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from .accelforge_expr import Context, TensorSet, number, tensor_set
+from .accelforge_expr import INF, Context, TensorSet, number, tensor_set
 from .accelforge_yaml import Refused
 
 _TENSOR = re.compile(r"([A-Za-z_]\w*)\[([^\]]*)\]")
@@ -216,7 +216,7 @@ def _bits(doc, einsums: list[AfEinsum], source: str) -> dict[str, int]:
             if not isinstance(s, TensorSet):
                 raise Refused(f"{where}: X.tensors is not supported here")
             n = number(val, ctx, where)
-            if n != int(n) or not 1 <= n <= 1024:
+            if n == INF or n != int(n) or not 1 <= n <= 1024:
                 raise Refused(f"{where}: {val!r} is not a whole number of bits between 1 and 1024")
             for t in s.items:
                 mine[t] = int(n)   # later keys override earlier ones, as in AccelForge's dict order

@@ -59,8 +59,8 @@ def render(path: Path, variables: dict[str, object]) -> str:
         return env.from_string(text).render(**variables)
     except jinja2.TemplateSyntaxError as exc:
         raise Refused(f"{path}: line {exc.lineno}: Jinja template error: {exc.message}") from None
-    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
-        raise Refused(f"{path}: Jinja template error: {exc}") from None
+    except Exception as exc:   # the template is the user's code: whatever it raises is its error, in one line
+        raise Refused(f"{path}: Jinja template error: {type(exc).__name__}: {exc}") from None
 
 
 def uses_variable(path: Path, name: str) -> bool:
@@ -107,6 +107,9 @@ def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dic
     out: dict = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, (str, int, float)) or isinstance(key, bool):
+            raise Refused(f"line {key_node.start_mark.line + 1}: a key must be a name or a number, not "
+                          f"{type(key).__name__}")
         if key in out:
             raise Refused(f"line {key_node.start_mark.line + 1}: key {key!r} given twice")
         out[key] = loader.construct_object(value_node, deep=deep)

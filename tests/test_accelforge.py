@@ -295,3 +295,43 @@ def test_export_refuses_a_mapping_that_does_not_fit(tmp_path) -> None:
     bad = tmp_path / "bad.mapping.json"
     bad.write_text(json.dumps(mp))
     assert_input_error(cli("export", "accelforge", out, bad, "-o", tmp_path / "m.yaml"), "must keep")
+
+
+def test_mutated_inputs_import_or_are_refused_in_one_line(tmp_path) -> None:
+    """Seeded line mutations of both files (deleted, duplicated, truncated lines; tokens replaced by hostile
+    values): every run exits 0 with a valid instance or 2 with one line, never a traceback."""
+    import random
+    import re
+    rng = random.Random(16)
+    texts = {"arch": arch("dram_glb_pe").read_text(), "workload": WORKLOAD.read_text()}
+    hostile = ["0", "-1", "inf", "1e400", '"x"', "[]", "{}", "true", "null", "1/0", "~All", "weight", "2**80",
+               "0.0001", "len(", "!Memory", "{a: 1}", "nan", "{{1e400}}"]
+    for case in range(150):
+        which = rng.choice(sorted(texts))
+        lines = texts[which].splitlines()
+        k = rng.randrange(len(lines))
+        op = rng.randrange(4)
+        if op == 0:
+            del lines[k]
+        elif op == 1:
+            lines.insert(k, lines[rng.randrange(len(lines))])
+        elif op == 2:
+            toks = list(re.finditer(r"[\w.\-+*]+", lines[k]))
+            if toks:
+                t = rng.choice(toks)
+                lines[k] = lines[k][:t.start()] + rng.choice(hostile) + lines[k][t.end():]
+        else:
+            lines[k] = lines[k][:rng.randrange(len(lines[k]) + 1)]
+        paths = {}
+        for w, text in texts.items():
+            paths[w] = tmp_path / f"{w}.yaml"
+            paths[w].write_text("\n".join(lines) if w == which else text)
+        out = tmp_path / "out.json"
+        out.unlink(missing_ok=True)
+        variant = rng.choice(VARIANTS)
+        proc = cli("import", "accelforge", paths["arch"], paths["workload"], "--set", f"VARIANT={variant}", "-o", out)
+        assert "Traceback" not in proc.stderr, (case, which, proc.stderr[-800:])
+        if proc.returncode == 0:
+            load_instance(out)
+        else:
+            assert_input_error(proc)
