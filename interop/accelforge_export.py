@@ -206,6 +206,10 @@ class _Writer:
     def write(self) -> str:
         if self.mapping.variant is not None:
             raise Refused("mapping.variant: mappings of workload variants are not exported (AccelForge has none)")
+        for e in self.inst.workload.einsums:
+            if e.recurrence is not None or e.running_inputs():
+                raise Refused(f"einsum {e.name}: a recurrence or a running read (online reduction) is not "
+                              f"expressible in an AccelForge workload, so its mapping is not exported")
         groups = {n: g for g in self.mapping.groups for n in g.einsums}
         root: list[str] = []
         branches, done = [], set()

@@ -335,3 +335,12 @@ def test_mutated_inputs_import_or_are_refused_in_one_line(tmp_path) -> None:
             load_instance(out)
         else:
             assert_input_error(proc)
+
+
+@pytest.mark.parametrize("name, needle", [("tiny_online", "recurrence or a running read"),
+                                          ("tiny_variants", "mappings of workload variants are not exported")])
+def test_export_refuses_what_accelforge_cannot_express(tmp_path, name, needle) -> None:
+    proc = cli("export", "accelforge", INSTANCES / f"{name}.json", INSTANCES / f"{name}.mapping.json",
+               "-o", tmp_path / "m.yaml")
+    assert_input_error(proc, needle)
+    assert not (tmp_path / "m.yaml").exists()
