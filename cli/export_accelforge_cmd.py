@@ -31,8 +31,10 @@ def export_accelforge(
     except MappingError as exc:
         fail(f"{mapping}: {exc}")
     try:
-        text = export(inst, mp)
+        text, notes = export(inst, mp)
     except Refused as exc:
         fail(f"{mapping}: {exc}")
     write_atomically(output, text)
     typer.echo(f"{output}: LoopTree mapping of {len(mp.einsums)} einsums ({len(mp.groups)} fused groups)")
+    for note in notes:
+        typer.echo(f"note: {note}")

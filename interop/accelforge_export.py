@@ -1,13 +1,17 @@
 """A mapsolve mapping → AccelForge's LoopTree mapping YAML (`mapping: nodes: [...]`).
 
-mapsolve and AccelForge read loop nests alike except for one rule: in mapsolve a tile kept at a level stays
-resident across the irrelevant loops just outside that level's loops (its reuse run, docs/model.md §3), while in
-AccelForge a `!Storage` node is refetched on every iteration of each loop above it. So each tensor's storage node
-is written directly below the innermost loop above its level that indexes the tensor (its tile is unchanged:
-the loops it moves above do not index it), and no higher than just below the spatial loops that feed the level's
-instances. A level's spatial loops are written before its temporal loops (both spread the same tile; mapsolve's
-reuse counts temporal loops only). The backing store's storage is the root, Einsums or fused groups run one after
-another in a `!Sequential`, and a fused group's shared loops and fusion-level storage sit above its members'
+mapsolve and AccelForge read loop nests alike except for one rule. In mapsolve a tile kept at a level stays
+resident across the irrelevant loops just outside that level's loops (its reuse run, docs/model.md §3; the run
+crosses level boundaries). In AccelForge a `!Storage` node is refetched on every iteration of each loop above it.
+So temporal loops keep their nest order, and each tensor's storage node is written directly below the innermost
+temporal loop above its level that indexes the tensor (and below its storage at an outer level). Its tile is
+unchanged, because the loops it moves above do not index it. A level's spatial loops are written as high as they
+may go: below the storage of their level and the levels above it, above the storage of the levels they feed.
+Spatial loops select instances, not time, so mapsolve's counts do not depend on where they sit among temporal
+loops; AccelForge's do. Where a storage would have to move below loops it is resident across, a note says so.
+
+The backing store's storage is the root. Einsums or fused groups run one after another in a `!Sequential`. A
+fused group's shared loops (a tree, for nested fusion) and its copies above the fusion level sit above its members'
 branches. Names are the instance's: an imported instance's ranks, tensors, Einsums, levels and units are
 AccelForge's, and its description records which AccelForge fanout each mesh axis is (interop/accelforge_arch.py).
 """
@@ -55,19 +59,13 @@ class _Writer:
         self.nests = {n.einsum.name: n for n in build_nests(inst, mapping)}
         self.axes = spatial_axes(inst)
         self.em = {m.einsum: m for m in mapping.einsums}
+        self.notes: list[str] = []   # where AccelForge will count what mapsolve does not
 
     def order(self, name: str, lo: int, shared: bool) -> list:
-        """The Einsum's non-unit loops to write, from path position `lo` down (or its shared loops), each a
-        (loop, index in the nest) in writing order: per level spatial loops, then temporal ones."""
+        """The Einsum's non-unit loops from path position `lo` down (or its shared loops), each a (loop, index
+        in the nest), in nest order."""
         nest = self.nests[name]
-        idx = [(lp, i) for i, lp in enumerate(nest.loops) if lp.factor > 1 and lp.shared == shared and lp.pos >= lo]
-        if shared:
-            return idx
-        out = []
-        for pos in range(lo, len(nest.path)):
-            out += [x for x in idx if x[0].pos == pos and x[0].spatial]
-            out += [x for x in idx if x[0].pos == pos and not x[0].spatial]
-        return out
+        return [(lp, i) for i, lp in enumerate(nest.loops) if lp.factor > 1 and lp.shared == shared and lp.pos >= lo]
 
     def axis(self, nest, lp) -> str:
         """NestLoop keeps the mesh, not the axis: the k-th spatial loop at a level is its k-th spatial entry."""
@@ -83,38 +81,62 @@ class _Writer:
         return _Node("Spatial", rank_variable=rank, tile_shape=shape, name=dim, component=comp)
 
     def place(self, nest, loops: list, levels: range, tensors_at, relevant=None, rank_of=None, outer=()) -> list:
-        """Loop nodes with storage nodes inserted (see the module doc): `loops` as from order(), `levels` the
-        path positions whose storage goes in this list, `tensors_at(pos)` the tensors kept there; `relevant(j, t)`
-        whether loop j indexes tensor t, `rank_of(j)` the rank variable(s) loop j is written with; `outer` the
-        loops written above this list (a group's shared loops), which tile shapes start from."""
-        relevant = relevant or (lambda j, t: loops[j][0].rank in nest.tensors[t])
-        rank_of = rank_of or (lambda j: loops[j][0].rank)
-        slots: dict[int, list] = {}
+        """Loop and storage nodes (see the module doc). `loops`: (loop, nest index) pairs as from order();
+        `levels`: the path positions whose storage goes in this list; `tensors_at(pos)`: the tensors kept there;
+        `relevant(j, t)`: whether temporal loop j indexes tensor t; `rank_of(j)`: the rank variable(s) temporal
+        loop j is written with; `outer`: the loops written above this list (a group's shared loops), which tile
+        shapes start from.
+
+        Temporal loops keep their nest order. A storage node goes into the slot right below the innermost
+        temporal loop above its level that indexes its tensor (slot 0: the top). A level's spatial loops go
+        below every storage of their level and above it, and above every storage below it; where a storage below
+        was placed higher than that, it moves down and the note says what AccelForge will count differently."""
+        temporal = [x for x in loops if not x[0].spatial]
+        relevant = relevant or (lambda j, t: temporal[j][0].rank in nest.tensors[t])
+        rank_of = rank_of or (lambda j: temporal[j][0].rank)
+        slot: dict[tuple[int, str], int] = {}   # (path position, tensor) -> slot
         for pos in levels:
-            kept = tensors_at(pos)
-            if not kept:
-                continue
-            cap = 0
-            for j, (lp, _) in enumerate(loops):
-                if lp.pos < pos - 1 or (lp.pos == pos - 1 and lp.spatial):
-                    cap = j + 1
-            first_own = next((j for j, (lp, _) in enumerate(loops) if lp.pos >= pos), len(loops))
-            for t in kept:
-                at = cap
-                for j in range(cap, first_own):
-                    if not loops[j][0].spatial and relevant(j, t):
+            first_own = next((j for j, (lp, _) in enumerate(temporal) if lp.pos >= pos), len(temporal))
+            for t in tensors_at(pos):
+                at = max([s for (p, u), s in slot.items() if u == t], default=0)   # below its outer storage
+                for j in range(at, first_own):
+                    if relevant(j, t):
                         at = j + 1
-                slots.setdefault(at, []).append((pos, t))
+                slot[(pos, t)] = at
+        spatial_slot: dict[int, int] = {}
+        floor = 0
+        for pos in sorted({lp.pos for lp, _ in loops if lp.spatial}):
+            at = max([floor] + [s for (p, _), s in slot.items() if p <= pos])
+            for (p, t), s in list(slot.items()):
+                if p > pos and s < at:
+                    lost = [temporal[j][0] for j in range(s, at) if not relevant(j, t)]
+                    slot[(p, t)] = at
+                    if lost:   # mapsolve keeps the tile across these; AccelForge refetches it below them
+                        self.notes.append(
+                            f"einsum {nest.einsum.name}: {t} at {self.arch.levels[nest.path[p]].name} stays "
+                            f"resident across {', '.join(f'{lp.rank}:{lp.factor}' for lp in lost)} in mapsolve, "
+                            f"but the spatial loops feeding it must sit above its storage and below a storage at "
+                            f"{self.arch.levels[nest.path[pos]].name}: AccelForge will count "
+                            f"{_prod(lp.factor for lp in lost)}x its fills there")
+            spatial_slot[pos] = floor = at
         out = []
         left = {r: nest.bounds[r] for r in nest.space}
         for lp, _ in outer:
             left[lp.rank] //= lp.factor
-        for j in range(len(loops) + 1):
-            for pos in sorted({p for p, _ in slots.get(j, [])}):
-                out.append(_Node("Storage", component=self.arch.levels[nest.path[pos]].name,
-                                 tensors=[t for p, t in slots[j] if p == pos]))
-            if j < len(loops):
-                lp, i = loops[j]
+        for j in range(len(temporal) + 1):
+            items = [((p, 0), ("storage", p)) for p in sorted({p for (p, _), s in slot.items() if s == j})]
+            items += [((p, 1), ("spatial", p)) for p, s in spatial_slot.items() if s == j]
+            for _, (kind, p) in sorted(items):
+                if kind == "storage":
+                    out.append(_Node("Storage", component=self.arch.levels[nest.path[p]].name,
+                                     tensors=[t for (q, t), s in slot.items() if q == p and s == j]))
+                else:
+                    for lp, _ in loops:
+                        if lp.spatial and lp.pos == p:
+                            left[lp.rank] //= lp.factor
+                            out.append(self.loop_node(nest, lp, left[lp.rank], lp.rank))
+            if j < len(temporal):
+                lp, _ = temporal[j]
                 left[lp.rank] //= lp.factor
                 out.append(self.loop_node(nest, lp, left[lp.rank], rank_of(j)))
         return out
@@ -228,6 +250,16 @@ class _Writer:
         return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=120)
 
 
-def export(inst: Instance, mapping: Mapping) -> str:
-    """The LoopTree YAML text of `mapping` (valid for `inst`: check it with the evaluator first)."""
-    return _Writer(inst, mapping).write()
+def _prod(xs) -> int:
+    out = 1
+    for x in xs:
+        out *= x
+    return out
+
+
+def export(inst: Instance, mapping: Mapping) -> tuple[str, list[str]]:
+    """(the LoopTree YAML text of `mapping`, notes on where AccelForge's counts of it will differ); `mapping` must
+    be valid for `inst` (check it with the evaluator first)."""
+    w = _Writer(inst, mapping)
+    text = w.write()
+    return text, w.notes
