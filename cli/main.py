@@ -20,7 +20,9 @@ from . import verify_cmd  # noqa: F401  (registers `enumerate` and `verify`)
 from . import make_cmd  # noqa: F401  (registers `make` and `passes`)
 from . import pareto_cmd  # noqa: F401  (registers `pareto`)
 from . import sweep_cmd  # noqa: F401  (registers `sweep`)
+from . import import_cmd  # noqa: F401  (registers `import accelforge`)
 from .export_cmd import export_app
+from . import export_accelforge_cmd  # noqa: F401  (registers `export accelforge`)
 from .app import EXIT_INPUT, EXIT_INTERRUPTED, Interrupted, app, fail
 from .report import print_result
 
