@@ -17,6 +17,7 @@ Ctrl-C (the parent owns it, cli/solve_cmd.py) and are killed when the search is 
 """
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import pickle
@@ -76,7 +77,7 @@ def _instance(key: str, blob: bytes):
     return inst
 
 
-def _solve_task(key: str, blob: bytes, tag: int, plan, components, seconds, seed, cutoff, unit, det_seconds,
+def _solve_task(key: str, blob: bytes, tag, plan, components, seconds, seed, cutoff, unit, det_seconds,
                 build, cpsat_workers):
     """One segment solve in a worker: solver.segment_solve.solve_segment, its events sent back tagged."""
     from .segment_solve import solve_segment
@@ -133,6 +134,12 @@ class SegmentPool:
 
 
 _POOL: Optional[SegmentPool] = None
+_BATCHES = itertools.count()
+
+
+def next_batch() -> int:
+    """A number no earlier batch of this process had (tags events, see solver/search.py in_workers)."""
+    return next(_BATCHES)
 
 
 def pool(processes: int) -> SegmentPool:
