@@ -224,7 +224,9 @@ def spread_front(inst: Instance, plan, unit: int, floors: tuple[int, int], secon
 
     def solve(eps: Optional[int], components: list[str]):
         nonlocal steps, det_used
-        left = max_steps - steps
+        # up to a third of what is left: the ends and the first gaps matter most, and a solve that finishes early
+        # leaves the rest to the later ones
+        left = min(max_steps - steps, 3)
         wall = (seconds - (time.perf_counter() - t0)) / left
         det = None if det_seconds is None else (det_seconds - det_used) / left
         if control.interrupted or wall <= 0.01 or (det is not None and det <= 0.001):
@@ -281,9 +283,11 @@ def spread_front(inst: Instance, plan, unit: int, floors: tuple[int, int], secon
         if not gaps:
             break
         _, a, hi = max(gaps, key=lambda g: (g[0], -g[1]))
-        if not energy_first((a + hi[1] - 1) // 2):
-            if control.interrupted or steps >= max_steps or results[-1].values is None:
-                break
+        before = len(results)
+        energy_first((a + hi[1] - 1) // 2)
+        if control.interrupted or len(results) == before or results[-1].status not in ("OPTIMAL", "FEASIBLE",
+                                                                                       "INFEASIBLE"):
+            break   # out of time (or interrupted): what is proven so far stands
     lower = know.lower()
     found = {(e, l) for e, l, _ in points}
     complete = all(q in found or useless(*q) for q in lower)
