@@ -22,11 +22,16 @@ LEGEND = ("legend: [L: T[R:n,...] size, ...] opens level L's loops and lists the
           "instances below L. Shared loops (# L, shared) run around every member of a fused group they enclose.")
 
 
+def sig4(x: float) -> str:
+    """4 significant digits, trailing zeros kept (`67.00`); whole numbers from 1000 up (`1234`)."""
+    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:#.4g}"
+
+
 def energy(fj: int) -> str:
     """fJ in engineering units, 4 significant digits: `3.905 nJ`."""
     for unit, scale in (("J", 10**15), ("mJ", 10**12), ("µJ", 10**9), ("nJ", 10**6), ("pJ", 10**3)):
         if abs(fj) >= scale:
-            return f"{fj / scale:.4g} {unit}"
+            return f"{sig4(fj / scale)} {unit}"
     return f"{fj} fJ"
 
 
@@ -37,8 +42,8 @@ def duration(cycles: int, frequency_mhz: Optional[Decimal]) -> str:
     seconds = Decimal(cycles) / (Decimal(frequency_mhz) * 10**6)
     for unit, scale in (("s", 1), ("ms", Decimal("1e-3")), ("µs", Decimal("1e-6"))):
         if seconds >= scale:
-            return f"{float(seconds / scale):.4g} {unit}"
-    return f"{float(seconds / Decimal('1e-9')):.4g} ns"
+            return f"{sig4(float(seconds / scale))} {unit}"
+    return f"{sig4(float(seconds / Decimal('1e-9')))} ns"
 
 
 def size(bits: int) -> str:
@@ -114,7 +119,7 @@ def held(bits: int, capacity: Optional[int]) -> str:
     """`412 KiB / 1 MiB (40.2 %)`, or `412 KiB (unbounded)`."""
     if capacity is None:
         return f"{size(bits)} (unbounded)"
-    pct = f"{100 * bits / capacity:.3g} %" if capacity else "-"
+    pct = f"{100 * bits / capacity:.1f} %" if capacity else "-"
     return f"{size(bits)} / {size(capacity)} ({pct})"
 
 

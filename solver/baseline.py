@@ -7,7 +7,7 @@ results it already has. It is read off the segment results, assembled, and re-ev
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -25,11 +25,12 @@ class Baseline:
     kind: str                      # "unfused" or "shipped"
     energy_fj: int
     latency_cycles: int
-    mapping: Mapping
+    mapping: Mapping = field(repr=False)
     proven: bool = False           # unfused: every piece proven optimal alone (the best unfused mapping)
     source: str = ""               # shipped: the mapping file
 
     def to_json(self) -> dict:
+        """Its entry under `baselines` in the result document (docs/results.md); the mapping is not repeated."""
         return {"energy_fj": self.energy_fj, "latency_cycles": self.latency_cycles, "proven": self.proven,
                 "source": self.source or None}
 
