@@ -93,7 +93,7 @@ def checkpoint(phase: str) -> None:
 checkpoint.counts = {}
 
 
-def variants_line(res) -> str:
+def variants_line(res, frequency_mhz=None) -> str:
     """Which cascade won, and each other variant's own result (proven optimum, or best and bound)."""
     parts = []
     for v in res.variants:
@@ -102,8 +102,9 @@ def variants_line(res) -> str:
         if v["objective"] is None:
             parts.append(f"{v['variant']} {v['status']}")
         else:
-            parts.append(f"{v['variant']} {v['status']} {v['objective']}" +
-                         ("" if v["status"] == "OPTIMAL" else f" (bound {v['best_bound']})"))
+            show = lambda values: _values(res.objective_name, values, res.energy_unit_fj, frequency_mhz)  # noqa: E731
+            parts.append(f"{v['variant']} {v['status']} {show(v['objective'])}" +
+                         ("" if v["status"] == "OPTIMAL" else f" (bound {show(v['best_bound'])})"))
     return f"variant  {res.variant} won; others: {'; '.join(parts) or '-'}"
 
 
@@ -262,7 +263,8 @@ def _values(names: str, values, energy_unit: int = 1, frequency_mhz=None) -> str
     none); the exact integers are in `--json`. In a coarser energy unit, the value times the unit."""
     if not values:
         return "-"
-    show = {"energy": lambda v: energy(v * energy_unit), "latency": lambda v: duration(v, frequency_mhz),
+    show = {"energy": lambda v: energy(v) if energy_unit == 1 else
+            f"{energy(v * energy_unit)} (rounded-down prices: {v:,} x {energy_unit} fJ)", "latency": lambda v: duration(v, frequency_mhz),
             "edp": lambda v: f"{v:.4g} fJ x cycles"}
     names = names.split(" with ")[0]   # "energy with latency <= C": the cap is said elsewhere
     return ", ".join(f"{n} {show[n](v) if n in show else v}" for n, v in zip(names.split(","), values))
@@ -286,8 +288,9 @@ def _print_summary(inst, res, cache, baselines) -> None:
     if res.energy_unit_fj > 1:
         typer.echo(f"note     exact fJ would overflow CP-SAT's 64-bit integers: energy was optimised in units of "
                    f"{res.energy_unit_fj} fJ, every per-access and per-op energy rounded down, so the bound times "
-                   f"{res.energy_unit_fj} is a proven lower bound in fJ ({res.energy_bound_fj} fJ) and the status is "
-                   f"OPTIMAL only if the exact energy meets it. This mapping's rounding: {res.rounding_error_fj} fJ. "
+                   f"{res.energy_unit_fj} is a proven lower bound in fJ ({energy(res.energy_bound_fj)}) and the status is "
+                   f"OPTIMAL only if the exact energy meets it. This mapping's rounding: "
+                   f"{energy(res.rounding_error_fj)}. "
                    f"The energy below is exact.")
     if res.diagnosis and res.status != "OPTIMAL":   # e.g. segments CP-SAT cannot represent, plans not reached
         typer.echo(f"note     {res.diagnosis}")
@@ -295,11 +298,13 @@ def _print_summary(inst, res, cache, baselines) -> None:
         typer.echo(f"from     {res.incumbent_source} (the constructive mapping is the first incumbent; CP-SAT "
                    f"replaces each piece it beats)")
     if res.variants:
-        typer.echo(variants_line(res))
+        typer.echo(variants_line(res, inst.architecture.frequency_mhz))
     for c in res.certificates:
         of = f"variant {c['variant']}'s " if "variant" in c else ""
         first = res.objective_name.split(",")[0].split(" with ")[0]
-        cost = _values(first, c["values"][:1], res.energy_unit_fj, inst.architecture.frequency_mhz)
+        v = c["values"][0]
+        cost = energy(v * res.energy_unit_fj) if first == "energy" else \
+            duration(v, inst.architecture.frequency_mhz) if first == "latency" else f"{v:,}"
         typer.echo(f"checked  {of}bound <= {cost}, the cost of a valid mapping built without the proof "
                    f"({c['label']})")
     hits = sum(1 for s in res.segments if s.source == "cache")

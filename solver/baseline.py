@@ -48,21 +48,43 @@ def blocks(inst: Instance) -> list[tuple[str, ...]]:
 
 
 def unfused(inst: Instance, res: SolveResult) -> tuple[Optional[Baseline], str]:
-    """The best mapping without optional fusion found by the search `res` of `inst` (its winning variant), and
-    why there is none when there is none (a piece's result was pruned away, or the search never reached it)."""
+    """The best mapping without optional fusion found by the search `res` of `inst` (over every variant: the
+    union mapspace's), and why there is none when there is none (a piece's result was pruned away, or the search
+    never reached it)."""
     if res.mapping is None:
         return None, "no mapping"
-    try:
-        plain = select(inst, res.mapping.variant)
-    except MappingError as exc:
-        return None, str(exc)
     objective = res.objective_name.split(" with ")[0]
     # caps and edp are read off the front (solver/pareto.py): its segment results are epsilon-steps, not proofs
     # of each piece alone
     on_path = " with " not in res.objective_name and objective != "edp"
+    if not res.variant_segments:
+        return _unfused(inst, None, res.segments, on_path)
+    found, whys = [], []
+    for name, segments in res.variant_segments.items():
+        base, why = _unfused(inst, name, segments, on_path)
+        if base is None:
+            whys.append(f"variant {name}: {why}")
+        else:
+            found.append(base)
+    if not found:
+        return None, "; ".join(whys)
+    first = objective.split(",")[0]
+    best = min(found, key=lambda b: (b.latency_cycles, b.energy_fj) if first == "latency" else
+               (b.energy_fj * b.latency_cycles,) if first == "edp" else (b.energy_fj, b.latency_cycles))
+    # the best over the variants is proven only if every variant's is
+    best.proven = best.proven and not whys and all(b.proven for b in found)
+    return best, ""
+
+
+def _unfused(inst: Instance, variant: Optional[str], segments, on_path: bool) -> tuple[Optional[Baseline], str]:
+    """The unfused mapping of one cascade (`variant`) from its own segment results."""
+    try:
+        plain = select(inst, variant)
+    except MappingError as exc:
+        return None, str(exc)
     pieces, proven = [], True
     for block in blocks(plain):
-        mine = [s for s in res.segments if tuple(s.names) == block]
+        mine = [s for s in segments if tuple(s.names) == block]
         solved = [s for s in mine if s.values is not None and s.mapping]
         if not solved:
             return None, f"no result kept for {'+'.join(block)} alone (pruned, or not reached within the limit)"
@@ -77,7 +99,7 @@ def unfused(inst: Instance, res: SolveResult) -> tuple[Optional[Baseline], str]:
         maps.extend(ms)
         if group is not None:
             groups.append(group)
-    mapping = Mapping(einsums=maps, groups=groups, variant=res.mapping.variant)
+    mapping = Mapping(einsums=maps, groups=groups, variant=variant)
     try:
         ev = evaluate(inst, mapping)
     except MappingError as exc:   # each piece is valid alone and groups run in sequence: this is a bug
