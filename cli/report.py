@@ -17,7 +17,7 @@ from mapsolve.model.variants import select
 
 LEGEND = ("legend: [L: T[R:n,...] size, ...] opens level L's loops and lists the tensors L keeps: each tile's "
           "extent per rank and its size (w: words of L's access width; else elements x bits), then what L holds "
-          "per instance against its capacity. [L: -]: L keeps no tensor (every operand bypasses it); the loops "
+          "per instance against its capacity (at and above a fused group's fusion level: all the group's copies). [L: -]: L keeps no tensor (every operand bypasses it); the loops "
           "under it are still L's. for: a temporal loop; spatial-for ... on x: spread over the x axis of the "
           "instances below L. Shared loops (# L, shared) run around every member of a fused group they enclose.")
 
