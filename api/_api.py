@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from mapsolve.model import InputError, Instance, Mapping, MappingError, Result, evaluate as _evaluate
+from mapsolve.model import InputError, Instance, Mapping, Result, evaluate as _evaluate
 from mapsolve.model.load import check_instance, load_instance, load_mapping as _load_mapping_file, validate
 
 from .options import check_options
