@@ -39,23 +39,15 @@ def load_instance_or_fail(path, time_limit: float | None = None):
     return inst
 
 
-OBJECTIVE_NAMES = ("energy", "latency", "energy,latency", "latency,energy", "edp")
-
-
 def check_run_options(time_limit: float | None = None, deterministic_time: float | None = None,
                       seed: int | None = None, workers: int | None = None, objective: str | None = None) -> None:
-    """Exit 2 naming the flag when a search option is out of range (before anything slow starts): NaN or infinite
-    seconds would never stop a search, a seed beyond 2^31 - 1 is refused by CP-SAT deep inside it."""
-    import math
-    for flag, value in (("--time-limit", time_limit), ("--deterministic-time", deterministic_time)):
-        if value is not None and not (math.isfinite(value) and 0 < value <= 10**7):
-            fail(f"{flag} must be a positive number of seconds (at most 10^7), not {value}")
-    if seed is not None and not 0 <= seed <= 2**31 - 1:
-        fail(f"--seed must be between 0 and 2^31 - 1 (CP-SAT's random seed is a 32-bit integer), not {seed}")
-    if workers is not None and not 1 <= workers <= 64:
-        fail(f"--workers must be between 1 and 64, not {workers}")
-    if objective is not None and objective not in OBJECTIVE_NAMES:
-        fail(f"--objective must be one of {', '.join(OBJECTIVE_NAMES)}, not {objective!r}")
+    """Exit 2 naming the flag when a search option is out of range (before anything slow starts); the rule is
+    mapsolve.options' (the Python API's too)."""
+    from mapsolve.options import OptionError, check_options
+    try:
+        check_options(True, time_limit, deterministic_time, seed, workers, objective)
+    except OptionError as exc:
+        fail(str(exc))
 
 
 def with_nesting(inst, nesting: str | None):

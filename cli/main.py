@@ -45,8 +45,14 @@ def evaluate(instance: Path = typer.Argument(..., help="Instance file (JSON or Y
         fail(f"{mapping}: {exc}")
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=1))
-    else:
-        print_result(inst, mp, result)
+        return
+    from mapsolve.solver.baseline import shipped, shipped_mapping_path
+    baselines = []
+    beside = shipped_mapping_path(instance)
+    if beside is not None and beside.resolve() != Path(mapping).resolve():   # not the shipped mapping itself
+        base, why = shipped(inst, instance)
+        baselines.append((f"shipped mapping {beside}", base, why))
+    print_result(inst, mp, result, baselines=baselines)
 
 
 @app.command()
@@ -95,6 +101,24 @@ def schema(kind: str = typer.Argument(..., help="instance or mapping")) -> None:
     typer.echo(json.dumps(schema, indent=1))
 
 
+@app.command("version")
+def version_command() -> None:
+    """Print mapsolve's version and the versions it runs on (ortools, Python); also `mapsolve --version`."""
+    typer.echo(version_line())
+
+
+def version_line() -> str:
+    import platform
+    from importlib import metadata
+    import mapsolve
+
+    try:
+        ortools = metadata.version("ortools")
+    except metadata.PackageNotFoundError:
+        ortools = "not installed"
+    return f"mapsolve {mapsolve.__version__} (ortools {ortools}, Python {platform.python_version()})"
+
+
 def _click_exceptions():
     """typer >= 0.26 vendors click as `typer._click`; older releases use click itself."""
     try:
@@ -113,6 +137,8 @@ def run() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):   # until a search installs its own handler (cli/solve_cmd.py)
         signal.signal(sig, _interrupt)
     argv = sys.argv[1:]
+    if argv and argv[0] in ("--version", "-V"):
+        argv = ["version", *argv[1:]]
     names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
     names |= {g.name for g in app.registered_groups}
     if argv and argv[0] not in names and not argv[0].startswith("-") and "solve" in names:

@@ -14,7 +14,7 @@ import typer
 
 from .app import (EXIT_BUG, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_NO_SOLUTION, app,
                   check_output_path, check_run_options, fail, load_instance_or_fail, with_nesting, write_atomically)
-from .report import print_result
+from .report import duration, energy, print_result
 
 
 class Progress:
@@ -93,44 +93,7 @@ def checkpoint(phase: str) -> None:
 checkpoint.counts = {}
 
 
-def result_json(res, inst) -> dict:
-    """The `--json OUT` document: the keys users and checks rely on first, then detail."""
-    doc = {
-        "status": res.status,
-        "objective": res.objective,
-        "best_bound": res.best_bound,
-        "gap": res.gap,
-        "objective_name": res.objective_name,
-        "energy_fj": res.energy_fj,
-        "latency_cycles": res.latency_cycles,
-        "mapping": res.mapping.model_dump(mode="json") if res.mapping else None,
-        "solve_seconds": round(res.build_seconds + res.solve_seconds, 4),
-        "build_seconds": round(res.build_seconds, 4),
-        "search_seconds": round(res.solve_seconds, 4),
-        "certify_seconds": round(res.certify_seconds, 4),
-        "construct_seconds": round(res.construct_seconds, 4),
-        "energy_unit_fj": res.energy_unit_fj,
-        "rounding_error_fj": res.rounding_error_fj,
-        "rounding_bound_fj": res.rounding_bound_fj,
-        "energy_bound_fj": res.energy_bound_fj,
-        "certificates": res.certificates,
-        "instance": inst.name,
-        "variant": res.variant,
-        "variants": res.variants or None,
-        "diagnosis": res.diagnosis or None,
-        "incumbent_source": res.incumbent_source or None,
-        "segments": [{"einsums": list(s.names), "fusion_level": s.fusion, "status": s.status,
-                      "values": list(s.values) if s.values else None, "bound": list(s.bound),
-                      "seconds": round(s.seconds, 4), "build_seconds": round(s.build_seconds, 4),
-                      "model_size": s.model_size, "presolve": s.presolve, "source": s.source}
-                     for s in res.segments],
-    }
-    if res.evaluation is not None:
-        doc["breakdown"] = res.evaluation.to_json()["breakdown"]
-    return doc
-
-
-def variants_line(res) -> str:
+def variants_line(res, frequency_mhz=None) -> str:
     """Which cascade won, and each other variant's own result (proven optimum, or best and bound)."""
     parts = []
     for v in res.variants:
@@ -139,8 +102,9 @@ def variants_line(res) -> str:
         if v["objective"] is None:
             parts.append(f"{v['variant']} {v['status']}")
         else:
-            parts.append(f"{v['variant']} {v['status']} {v['objective']}" +
-                         ("" if v["status"] == "OPTIMAL" else f" (bound {v['best_bound']})"))
+            show = lambda values: _values(res.objective_name, values, res.energy_unit_fj, frequency_mhz)  # noqa: E731
+            parts.append(f"{v['variant']} {v['status']} {show(v['objective'])}" +
+                         ("" if v["status"] == "OPTIMAL" else f" (bound {show(v['best_bound'])})"))
     return f"variant  {res.variant} won; others: {'; '.join(parts) or '-'}"
 
 
@@ -224,7 +188,7 @@ def solve_command(
         _solve_and_report(inst, objective, time_limit, workers, seed, progress, outputs, control, deterministic_time,
                           certify, json_out, quiet, run_solver, SolverError, VerificationError, segment_cache,
                           cpsat_workers, models_wanted=solver_log is not None or export_model is not None,
-                          caps=caps)
+                          caps=caps, instance_path=instance)
         checkpoint("done")
         if control.interrupted:   # it came while the finished result was being written or printed
             fail(f"interrupted: the result above is complete{f' and written to {json_out}' if json_out else ''}",
@@ -235,7 +199,7 @@ def solve_command(
 
 def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outputs, control, deterministic_time,
                       certify, json_out, quiet, run_solver, SolverError, VerificationError, cache, cpsat_workers=1,
-                      models_wanted=False, caps=None) -> None:
+                      models_wanted=False, caps=None, instance_path=None) -> None:
     """The search, then every output; an interrupt at any moment (control.interrupted) ends in exit 130 once
     everything is written."""
     def event(record: dict) -> None:
@@ -259,9 +223,12 @@ def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outp
     progress.done()
     checkpoint("close_trace")
     outputs.close(res)
+    from mapsolve.solver.baseline import compare
+    from mapsolve.solver.document import result_json
+    baselines = compare(inst, res, instance_path)   # read off the segments already solved: no further search
     if json_out is not None:
         checkpoint("write_json")
-        doc = json.dumps(result_json(res, inst), indent=1) + "\n"
+        doc = json.dumps(result_json(res, inst, {k: b for k, (b, _) in baselines.items()}), indent=1) + "\n"
         try:
             write_atomically(json_out, doc)
         except OSError as exc:   # print it instead of losing it; the error line comes after the report
@@ -273,7 +240,7 @@ def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outp
     also = f"; also {lost}" if lost else ""
     if res.status == "INTERRUPTED" or control.interrupted:
         if not quiet and res.mapping is not None:
-            print_result(inst, res.mapping, res.evaluation)
+            print_result(inst, res.mapping, res.evaluation, baselines=_against(baselines))
         fail(f"interrupted: {res.status}, best {_values(res.objective_name, res.objective, res.energy_unit_fj)}, "
              f"bound {_values(res.objective_name, res.best_bound, res.energy_unit_fj)}, gap "
              f"{'-' if res.gap is None else f'{100 * res.gap:.3g}%'}"
@@ -286,30 +253,44 @@ def _solve_and_report(inst, objective, time_limit, workers, seed, progress, outp
         fail(f"no mapping found within the time limit{f' ({why})' if why else ''}; best bound "
              f"{_values(res.objective_name, res.best_bound, res.energy_unit_fj)}{also}", EXIT_NO_SOLUTION)
     if not quiet:
-        _print_summary(inst, res, cache)
+        _print_summary(inst, res, cache, baselines)
     if lost:   # the result is complete above; an output the user asked for is not
         fail(lost)
 
 
-def _values(names: str, values, energy_unit: int = 1) -> str:
-    """`energy 22,361,408 fJ, latency 128 cycles` for an objective's values (or `-` when there are none)."""
+def _values(names: str, values, energy_unit: int = 1, frequency_mhz=None) -> str:
+    """`energy 22.36 nJ, latency 128 cycles` for an objective's values in engineering units (or `-` when there are
+    none); the exact integers are in `--json`. In a coarser energy unit, the value times the unit."""
     if not values:
         return "-"
-    units = {"energy": "fJ" if energy_unit == 1 else f"x {energy_unit} fJ", "latency": "cycles",
-             "edp": "fJ x cycles"}
+    show = {"energy": lambda v: energy(v) if energy_unit == 1 else
+            f"{energy(v * energy_unit)} (rounded-down prices: {v:,} x {energy_unit} fJ)", "latency": lambda v: duration(v, frequency_mhz),
+            "edp": lambda v: f"{v:.4g} fJ x cycles"}
     names = names.split(" with ")[0]   # "energy with latency <= C": the cap is said elsewhere
-    return ", ".join(f"{n} {v:,} {units.get(n, '')}".rstrip() for n, v in zip(names.split(","), values))
+    return ", ".join(f"{n} {show[n](v) if n in show else v}" for n, v in zip(names.split(","), values))
 
 
-def _print_summary(inst, res, cache) -> None:
+def _against(baselines: dict) -> list:
+    """(label, baseline, why not) lines for the report."""
+    unfused, why = baselines["unfused"]
+    proven = "proven" if unfused is not None and unfused.proven else "best found"
+    out = [(f"best unfused mapping (every Einsum alone, {proven})", unfused, why)]
+    shipped, why = baselines["shipped"]
+    out.append((f"shipped mapping {shipped.source if shipped else ''}".rstrip(), shipped, why))
+    return out
+
+
+def _print_summary(inst, res, cache, baselines) -> None:
     gap = f", gap {100 * res.gap:.3g}%" if res.gap else ""
-    typer.echo(f"status   {res.status} ({_values(res.objective_name, res.objective, res.energy_unit_fj)}; bound "
-               f"{_values(res.objective_name, res.best_bound, res.energy_unit_fj)}{gap})")
+    freq = inst.architecture.frequency_mhz
+    typer.echo(f"status   {res.status} ({_values(res.objective_name, res.objective, res.energy_unit_fj, freq)}; "
+               f"bound {_values(res.objective_name, res.best_bound, res.energy_unit_fj, freq)}{gap})")
     if res.energy_unit_fj > 1:
         typer.echo(f"note     exact fJ would overflow CP-SAT's 64-bit integers: energy was optimised in units of "
                    f"{res.energy_unit_fj} fJ, every per-access and per-op energy rounded down, so the bound times "
-                   f"{res.energy_unit_fj} is a proven lower bound in fJ ({res.energy_bound_fj} fJ) and the status is "
-                   f"OPTIMAL only if the exact energy meets it. This mapping's rounding: {res.rounding_error_fj} fJ. "
+                   f"{res.energy_unit_fj} is a proven lower bound in fJ ({energy(res.energy_bound_fj)}) and the status is "
+                   f"OPTIMAL only if the exact energy meets it. This mapping's rounding: "
+                   f"{energy(res.rounding_error_fj)}. "
                    f"The energy below is exact.")
     if res.diagnosis and res.status != "OPTIMAL":   # e.g. segments CP-SAT cannot represent, plans not reached
         typer.echo(f"note     {res.diagnosis}")
@@ -317,10 +298,14 @@ def _print_summary(inst, res, cache) -> None:
         typer.echo(f"from     {res.incumbent_source} (the constructive mapping is the first incumbent; CP-SAT "
                    f"replaces each piece it beats)")
     if res.variants:
-        typer.echo(variants_line(res))
+        typer.echo(variants_line(res, inst.architecture.frequency_mhz))
     for c in res.certificates:
         of = f"variant {c['variant']}'s " if "variant" in c else ""
-        typer.echo(f"checked  {of}bound <= {c['values'][0]}, the cost of a valid mapping built without the proof "
+        first = res.objective_name.split(",")[0].split(" with ")[0]
+        v = c["values"][0]
+        cost = energy(v * res.energy_unit_fj) if first == "energy" else \
+            duration(v, inst.architecture.frequency_mhz) if first == "latency" else f"{v:,}"
+        typer.echo(f"checked  {of}bound <= {cost}, the cost of a valid mapping built without the proof "
                    f"({c['label']})")
     hits = sum(1 for s in res.segments if s.source == "cache")
     if hits:
@@ -331,4 +316,4 @@ def _print_summary(inst, res, cache) -> None:
     typer.echo(f"time     {total:.2f} s (constructive mapping {res.construct_seconds:.2f} s, model building "
                f"{res.build_seconds:.2f} s, search {res.solve_seconds:.2f} s, certification {res.certify_seconds:.2f} s, "
                f"{len(res.segments)} segment models)")
-    print_result(inst, res.mapping, res.evaluation)
+    print_result(inst, res.mapping, res.evaluation, baselines=_against(baselines))

@@ -5,6 +5,7 @@ derived from the same `Nest` quantities, and every solver answer is re-evaluated
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from math import ceil
 
@@ -91,39 +92,66 @@ def port_words(port: str, reads, writes):
     return (reads if "r" in port else 0) + (writes if "w" in port else 0)
 
 
-def _capacity(inst: Instance, nests: list[Nest]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-    """Bits per instance each level needs, the worst group, and the tiles (elements) making it up (docs §5).
+@dataclass
+class Occupancy:
+    """What one group (or lone Einsum) holds per instance of each level while it runs (docs §5)."""
+    einsums: tuple[str, ...]
+    bits: dict[str, int]                       # level -> bits per instance: shared copies + the worst member
+    tiles: dict[str, dict[str, int]]           # level -> the tiles making it up ("T" shared, "E.T" a member's)
 
-    A tile is counted at its width there: partial sums at accumulator width. A group's copy at F and above is
-    counted once, at `group_copy_bits`."""
+
+def kept_tiles(n: Nest, li: int, copy_bits: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """Tensor -> (elements, bits) of the tiles Einsum `n` keeps at architecture level `li` (none when the level
+    is not on its path). A tile is counted at its width there: partial sums at accumulator width; a fused group's
+    copy at F and above at `group_copy_bits` (`copy_bits`)."""
+    if li not in n.path:
+        return {}
+    pos = n.path.index(li)
+    f = n.group.fusion_level
+    group_copy = f is not None and li <= f
+    return {t: (n.tile(pos, t), n.tile(pos, t) * (copy_bits[t] if group_copy else n.width(pos, t)))
+            for t, kept in n.keep.items() if pos in kept}
+
+
+def occupancy(inst: Instance, nests: list[Nest]) -> list[Occupancy]:
+    """Per group, in order, the bits per instance each level needs: a group's copies at F and above once, plus
+    the member whose own tiles are largest (members below F run one after the other)."""
     levels = inst.architecture.levels
-    need: dict[str, int] = {lv.name: 0 for lv in levels}
-    detail: dict[str, dict[str, int]] = {lv.name: {} for lv in levels}
     groups: dict[tuple[str, ...], list[Nest]] = {}
     for n in nests:
         groups.setdefault(n.group.einsums, []).append(n)
     wl = inst.workload
-    for members in groups.values():
+    out = []
+    for names, members in groups.items():
         f = members[0].group.fusion_level
         copy_bits = {t: group_copy_bits(wl, [n.einsum for n in members], t) for n in members for t in n.keep}
+        occ = Occupancy(names, {}, {})
         for li, lv in enumerate(levels):
             shared: dict[str, tuple[int, int]] = {}
             worst: dict[str, tuple[int, int]] = {}
             for n in members:
-                if li not in n.path:
-                    continue
-                pos = n.path.index(li)
-                group_copy = f is not None and li <= f
-                tiles = {t: (n.tile(pos, t), n.tile(pos, t) * (copy_bits[t] if group_copy else n.width(pos, t)))
-                         for t, kept in n.keep.items() if pos in kept}
-                if group_copy:
+                tiles = kept_tiles(n, li, copy_bits)
+                if f is not None and li <= f:
                     shared.update(tiles)
                 elif sum(b for _, b in tiles.values()) > sum(b for _, b in worst.values()):
                     worst = {f"{n.einsum.name}.{t}": v for t, v in tiles.items()}
-            total = sum(b for _, b in shared.values()) + sum(b for _, b in worst.values())
+            occ.bits[lv.name] = sum(b for _, b in shared.values()) + sum(b for _, b in worst.values())
+            occ.tiles[lv.name] = {k: e for k, (e, _) in {**shared, **worst}.items()}
+        out.append(occ)
+    return out
+
+
+def _capacity(inst: Instance, nests: list[Nest]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Bits per instance each level needs, the worst group, and the tiles (elements) making it up (docs §5)."""
+    levels = inst.architecture.levels
+    need: dict[str, int] = {lv.name: 0 for lv in levels}
+    detail: dict[str, dict[str, int]] = {lv.name: {} for lv in levels}
+    for occ in occupancy(inst, nests):
+        for lv in levels:
+            total = occ.bits[lv.name]
             if total > need[lv.name] or (total == need[lv.name] and not detail[lv.name]):
                 need[lv.name] = total
-                detail[lv.name] = {k: e for k, (e, _) in {**shared, **worst}.items()}
+                detail[lv.name] = occ.tiles[lv.name]
     return need, detail
 
 

@@ -112,6 +112,11 @@ class Nest:
         loops, start = self.frame(pos, tensor)
         return prod(lp.factor for lp in loops[start[pos]:] if lp.rank in ranks)
 
+    def tile_shape(self, pos: int, tensor: str) -> dict[str, int]:
+        """The tile's extent per rank of the tensor (in this Einsum's names for them): `tile` is their product."""
+        loops, start = self.frame(pos, tensor)
+        return {r: prod(lp.factor for lp in loops[start[pos]:] if lp.rank == r) for r in self.tensors[tensor]}
+
     def inst(self, pos: int) -> int:
         return prod(lp.factor for lp in self.loops[:self.start[pos]] if lp.spatial)
 

@@ -67,6 +67,7 @@ class SolveResult:
     variants: list = field(default_factory=list)   # per variant: its status, objective, bound, energy, latency
     construct_seconds: float = 0.0   # building the constructive mapping, the first incumbent
     incumbent_source: str = ""       # where the mapping came from: cp-sat, constructive, or both (per segment)
+    variant_segments: dict = field(default_factory=dict, repr=False)   # variant -> its own segments (baselines)
 
     @property
     def energy_bound_fj(self) -> Optional[int]:

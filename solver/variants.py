@@ -141,6 +141,7 @@ def combine_variants(results, control=None):
         best, status=status, best_bound=bound, mapping=mapping, variant=name,
         variants=[summary(n, r) for n, r in results],
         segments=[s for _, r in results for s in r.segments],
+        variant_segments={n: r.segments for n, r in results},
         build_seconds=sum(r.build_seconds for _, r in results),
         solve_seconds=sum(r.solve_seconds for _, r in results),
         certify_seconds=sum(r.certify_seconds for _, r in results),

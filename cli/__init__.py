@@ -1,0 +1,1 @@
+"""The `mapsolve` command (entry point: mapsolve.cli.main:run)."""
