@@ -28,6 +28,23 @@ def fail(message: str, code: int = EXIT_INPUT) -> None:
     raise typer.Exit(code)
 
 
+def load_valid_mapping(instance, mapping):
+    """(instance, mapping, its analysis), the mapping checked against the instance's rules and capacities, or exit
+    2 with one line (naming the mapping's file when the mapping breaks a rule)."""
+    from mapsolve.model import InputError, MappingError, analyze, check_capacity, load_instance, load_mapping
+    try:
+        inst = load_instance(instance)
+        mp = load_mapping(mapping)
+    except InputError as exc:
+        fail(str(exc))
+    try:
+        result = analyze(inst, mp)
+        check_capacity(inst, result)
+    except MappingError as exc:
+        fail(f"{mapping}: {exc}")
+    return inst, mp, result
+
+
 def load_instance_or_fail(path, time_limit: float | None = None):
     """The instance at `path`, or exit 2 with one line; also checks a --time-limit given beside it."""
     from mapsolve.model import InputError, load_instance

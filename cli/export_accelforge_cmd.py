@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from .app import check_output_path, fail, write_atomically
+from .app import check_output_path, fail, load_valid_mapping, write_atomically
 from .export_cmd import export_app
 
 
@@ -18,18 +18,8 @@ def export_accelforge(
     workload the instance was imported from."""
     from mapsolve.interop.accelforge_export import export
     from mapsolve.interop.accelforge_yaml import Refused
-    from mapsolve.model import InputError, MappingError, analyze, check_capacity, load_instance, load_mapping
     check_output_path("-o", output)
-    try:
-        inst = load_instance(instance)
-        mp = load_mapping(mapping)
-    except InputError as exc:
-        fail(str(exc))
-    try:
-        result = analyze(inst, mp)   # only a valid mapping is exported
-        check_capacity(inst, result)
-    except MappingError as exc:
-        fail(f"{mapping}: {exc}")
+    inst, mp, _ = load_valid_mapping(instance, mapping)   # only a valid mapping is exported
     try:
         text, notes = export(inst, mp)
     except Refused as exc:

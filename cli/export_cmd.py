@@ -6,25 +6,10 @@ from typing import Optional
 
 import typer
 
-from .app import fail, write_atomically
+from .app import fail, load_valid_mapping, write_atomically
 
 export_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Write a mapping as the input files of another tool (docs/interop.md).")
-
-
-def load_valid(instance: Path, mapping: Path):
-    """(instance, mapping) loaded and checked as `mapsolve evaluate` checks them (exit 2 with one line)."""
-    from mapsolve.model import InputError, MappingError, analyze, check_capacity, load_instance, load_mapping
-    try:
-        inst = load_instance(instance)
-        mp = load_mapping(mapping)
-    except InputError as exc:
-        fail(str(exc))
-    try:
-        check_capacity(inst, analyze(inst, mp))
-    except MappingError as exc:
-        fail(f"{mapping}: {exc}")
-    return inst, mp
 
 
 def output_folder(out: Path) -> Path:
@@ -51,12 +36,12 @@ def export_timeloop(
     """Per Einsum, Timeloop's problem, mapping and ERT YAML, and the architecture tree (timeloop-model input)."""
     from mapsolve.interop.timeloop_export import ExportError, export
     from mapsolve.model import MappingError
-    inst, mp = load_valid(instance, mapping)
+    inst, mp, _ = load_valid_mapping(instance, mapping)
     try:
         files, einsums = export(inst, mp)
     except ExportError as exc:
         fail(f"{mapping}: {exc}")
-    except MappingError as exc:   # pragma: no cover - load_valid ran the same checks
+    except MappingError as exc:   # pragma: no cover - load_valid_mapping ran the same checks
         fail(f"{mapping}: {exc}")
     folder = output_folder(out if out is not None else Path(f"timeloop-{inst.name}"))
     for name, text in files.items():

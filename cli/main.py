@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from mapsolve.model import InputError, MappingError, analyze, check_capacity, load_instance, load_mapping
+from mapsolve.model import InputError
 from mapsolve.model.load import read_document, read_instance
 from mapsolve.model.spec import Instance, Mapping
 
@@ -23,7 +23,7 @@ from . import sweep_cmd  # noqa: F401  (registers `sweep`)
 from . import import_cmd  # noqa: F401  (registers `import accelforge`)
 from .export_cmd import export_app
 from . import export_accelforge_cmd  # noqa: F401  (registers `export accelforge`)
-from .app import EXIT_INPUT, EXIT_INTERRUPTED, Interrupted, app, fail
+from .app import EXIT_INPUT, EXIT_INTERRUPTED, Interrupted, app, fail, load_valid_mapping
 from .report import print_result
 
 app.add_typer(export_app, name="export")
@@ -33,16 +33,7 @@ def evaluate(instance: Path = typer.Argument(..., help="Instance file (JSON or Y
              mapping: Path = typer.Argument(..., help="Mapping file, JSON or YAML (or a `mapsolve --json` result)."),
              as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON.")) -> None:
     """Evaluate a mapping exactly: energy (fJ), latency (cycles) and the breakdown."""
-    try:
-        inst = load_instance(instance)
-        mp = load_mapping(mapping)
-    except InputError as exc:
-        fail(str(exc))
-    try:
-        result = analyze(inst, mp)
-        check_capacity(inst, result)
-    except MappingError as exc:   # the mapping breaks a rule: name its file
-        fail(f"{mapping}: {exc}")
+    inst, mp, result = load_valid_mapping(instance, mapping)
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=1))
         return

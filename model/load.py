@@ -56,12 +56,17 @@ def read_json(text: str, source: str):
         raise InputError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise InputError(f"{source}: JSON nested too deeply") from None
+    _refuse_too_big(data, too_big, source)
+    return data
+
+
+def _refuse_too_big(data, too_big: list, source: str) -> None:
+    """An integer of more than 30 digits was read (`too_big` not empty): refuse it naming its field."""
     big = _find_too_big(data, ()) if too_big else None
     if big is not None:
         where, number = big
         raise InputError(f"{source}: {_where(where)}: number {number.text[:20]}... ({len(number.text)} digits) "
                          f"is too big")
-    return data
 
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -97,11 +102,7 @@ def read_document(text: str, source: str):
         raise InputError(f"{source}: not valid YAML: {exc}") from None
     except RecursionError:
         raise InputError(f"{source}: YAML nested too deeply") from None
-    big = _find_too_big(data, ()) if too_big else None
-    if big is not None:
-        where, number = big
-        raise InputError(f"{source}: {_where(where)}: number {number.text[:20]}... ({len(number.text)} digits) "
-                         f"is too big")
+    _refuse_too_big(data, too_big, source)
     return data
 
 
