@@ -212,7 +212,7 @@ def spread_front(inst: Instance, plan, unit: int, floors: tuple[int, int], secon
                  useless: Callable[[int, int], bool], control: Control, max_steps: int) -> SegmentFront:
     """A segment's front in at most `max_steps` solves spread over it: the energy end, the latency end, then
     ε in the middle of the widest gap still open between neighbouring points (by the larger of their latency
-    and energy ratios). Every answer is kept as proven knowledge (`_Knowledge`), so the lower points are exact
+    and energy ratios), and just below its upper point once the middle found nothing new. Every answer is kept as proven knowledge (`_Knowledge`), so the lower points are exact
     whatever the order of the solves; the segment is complete when every gap is closed."""
     e_floor, l_floor = floors
     cap_l = caps.get("latency")
@@ -276,15 +276,17 @@ def spread_front(inst: Instance, plan, unit: int, floors: tuple[int, int], secon
         for hi, lo in zip(found, found[1:]):
             a = know.open_from(lo, hi)
             if a is not None and not useless(know.lb(hi[1] - 1), a):   # the gap's lowest conceivable point
-                gaps.append((max(hi[1] / max(lo[1], 1), lo[0] / max(hi[0], 1)), a, hi))
+                gaps.append((max(hi[1] / max(lo[1], 1), lo[0] / max(hi[0], 1)), a, hi, lo[1]))
         tail = found[-1]   # below the fastest point found, any energy would be a new point
         if know.lam < tail[1] and not useless(know.lb(tail[1] - 1), know.lam):
-            gaps.append((tail[1] / max(know.lam, 1), know.lam, tail))
+            gaps.append((tail[1] / max(know.lam, 1), know.lam, tail, know.lam - 1))
         if not gaps:
             break
-        _, a, hi = max(gaps, key=lambda g: (g[0], -g[1]))
+        _, a, hi, lo_l = max(gaps, key=lambda g: (g[0], -g[1]))
+        # the gap's middle first; once a probe there found nothing new (the open part starts above the lower
+        # point), just below the upper point: that finds the upper point's neighbour or closes the gap at once
         before = len(results)
-        energy_first((a + hi[1] - 1) // 2)
+        energy_first((a + hi[1] - 1) // 2 if a <= lo_l + 1 else hi[1] - 1)
         if control.interrupted or len(results) == before or results[-1].status not in ("OPTIMAL", "FEASIBLE",
                                                                                        "INFEASIBLE"):
             break   # out of time (or interrupted): what is proven so far stands
