@@ -46,12 +46,31 @@ def one_line(err: ValidationError) -> str:
     return f"{_where(tuple(e['loc']))}: {msg}{more}".replace("\n", " ")
 
 
+class _RepeatedKey(ValueError):
+    """A JSON object names a key twice."""
+
+
+def _no_repeated_keys(pairs: list) -> dict:
+    """An object of a JSON file, refusing a key given twice (json.loads would keep the last one silently: a
+    typo'd copy of a field would override the one the user reads)."""
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _RepeatedKey(k)
+        out[k] = v
+    return out
+
+
 def read_json(text: str, source: str):
     """JSON with exact numbers: a number with a fraction or exponent is kept as its text (JsonNumber), an
     integer of more than 30 digits is refused naming its field."""
     try:
         too_big: list = []
-        data = json.loads(text, parse_float=JsonNumber, parse_int=lambda t: _bounded_int(t, too_big))
+        data = json.loads(text, parse_float=JsonNumber, parse_int=lambda t: _bounded_int(t, too_big),
+                          object_pairs_hook=_no_repeated_keys)
+    except _RepeatedKey as exc:
+        raise InputError(f"{source}: key {exc.args[0][:60]!r} appears twice in one object (JSON keeps only the "
+                         f"last one silently; give it once)") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:

@@ -178,6 +178,15 @@ def test_a_too_big_number_names_its_field(tmp_path):
     assert_input_error(cli("validate", write(tmp_path, "bad.json", text)), "workload.ranks.M", "5000 digits")
 
 
+def test_a_key_given_twice_in_json_is_refused(tmp_path):
+    """JSON's own reading keeps the last of two equal keys silently: a stale copy of a field would win."""
+    text = TINY.read_text().replace('"M": 8', '"M": 8, "M": 2', 1)
+    assert text != TINY.read_text()
+    assert_input_error(cli("validate", write(tmp_path, "bad.json", text)), "'M' appears twice")
+    mapping = TINY_MAPPING.read_text().replace('"einsums": [', '"groups": [], "groups": [], "einsums": [', 1)
+    assert_input_error(cli("evaluate", TINY, write(tmp_path, "bad.mapping.json", mapping)), "'groups' appears twice")
+
+
 def test_the_status_line_shows_numbers_not_lists():
     proc = cli("solve", TINY, "--objective", "energy,latency", "--deterministic-time", "5")
     assert proc.returncode == 0, proc.stderr
