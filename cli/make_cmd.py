@@ -28,7 +28,7 @@ def make_attention(
     tile: Optional[int] = typer.Option(None, "--tile", help="Keys per tile M0 (default: the 2-D array's side, "
                                        "or --seq if smaller)."),
     objective: str = typer.Option("energy", "--objective", help="The instance's default objective."),
-    out: Path = typer.Option(..., "-o", "--out", help="Instance JSON file to write."),
+    out: Path = typer.Option(..., "-o", "--out", help="Instance file to write: YAML for .yaml/.yml, else JSON."),
 ) -> None:
     """One attention layer (all heads) as 1-, 2- and/or 3-pass Einsum cascades (FuseMax)."""
     from mapsolve.model.make import attention
@@ -49,7 +49,7 @@ def make_butterfly(
     arch: str = typer.Option("dataflow-array", "--arch", help="dataflow-array, fusemax-cloud, flat-cloud, "
                              "flat-edge, tileflow-edge, tileflow-cloud, tpu-v4i."),
     objective: str = typer.Option("energy", "--objective", help="The instance's default objective."),
-    out: Path = typer.Option(..., "-o", "--out", help="Instance JSON file to write."),
+    out: Path = typer.Option(..., "-o", "--out", help="Instance file to write: YAML for .yaml/.yml, else JSON."),
 ) -> None:
     """One butterfly mixing layer as a cascade of stage Einsums (model/butterfly.py)."""
     from mapsolve.model.make import butterfly
@@ -74,7 +74,7 @@ def make_hybrid(
                                 "--ffn/--hidden stacked butterflies over the hidden digits)."),
     ffn_radix: Optional[int] = typer.Option(None, "--ffn-radix", help="Radix of the hidden digits of a butterfly "
                                             "FFN (default: --radix)."),
-    out: Path = typer.Option(..., "-o", "--out", help="Instance JSON file to write."),
+    out: Path = typer.Option(..., "-o", "--out", help="Instance file to write: YAML for .yaml/.yml, else JSON."),
 ) -> None:
     """A stack of butterfly-mixing blocks with a few softmax-attention blocks, mapped as one instance."""
     from mapsolve.model.make import hybrid
@@ -94,7 +94,12 @@ def _write(out: Path, make) -> None:
     except ValidationError as exc:
         fail(one_line(exc))
     try:
-        write_atomically(out, json.dumps(inst.model_dump(mode="json", exclude_defaults=True), indent=1) + "\n")
+        doc = inst.model_dump(mode="json", exclude_defaults=True)
+        if out.suffix.lower() in (".yaml", ".yml"):   # the same schema; decimals and fractions stay quoted text
+            import yaml
+            write_atomically(out, yaml.safe_dump(doc, sort_keys=False, width=120, allow_unicode=True))
+        else:
+            write_atomically(out, json.dumps(doc, indent=1) + "\n")
     except OSError as exc:
         fail(f"-o {out}: cannot write: {exc.strerror or exc}")
     typer.echo(f"{out}: {inst.name} — {', '.join(n for n, _ in inst.workload.alternatives())}; "

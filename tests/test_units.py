@@ -7,6 +7,7 @@ instance and its JSON twin evaluate to identical results.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from decimal import Decimal
 from fractions import Fraction
@@ -370,3 +371,17 @@ def test_any_quantity_text_converts_or_is_refused_in_one_line(data, tmp_path):
     else:
         inst, conversions = read_instance(f)
         assert all(c.text != text or c.path == path for c in conversions)
+
+
+def test_make_writes_yaml_for_a_yaml_name(tmp_path):
+    """`mapsolve make ... -o X.yaml` writes YAML (decimals and fractions as quoted text, so nothing is rounded) that
+    loads to the very instance the JSON output loads to."""
+    from mapsolve.model import load_instance
+    args = ["make", "attention", "--model", "bert", "--seq", "512", "--arch", "flat-edge", "--cascade", "all"]
+    for name in ("b.yaml", "b.json"):
+        cp = subprocess.run([sys.executable, "-m", "mapsolve.cli.main", *args, "-o", str(tmp_path / name)],
+                            capture_output=True, text=True)
+        assert cp.returncode == 0, cp.stderr
+    text = (tmp_path / "b.yaml").read_text()
+    assert not text.lstrip().startswith("{") and "name: bert_flat-edge_seq512_b1_all" in text
+    assert load_instance(tmp_path / "b.yaml") == load_instance(tmp_path / "b.json")
