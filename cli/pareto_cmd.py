@@ -139,7 +139,7 @@ def pareto_command(
                 plot_front(front, shown, plot, inst.name)
             except ImportError:
                 fail("--plot needs matplotlib: pip install '.[plot]'")
-        _print_front(front, shown)
+        _print_front(front, shown, inst.architecture.frequency_mhz)
     finally:
         restore()
     if control.interrupted:
@@ -150,11 +150,13 @@ def pareto_command(
              EXIT_NO_SOLUTION if not (front.complete and caps) else 3)
 
 
-def _print_front(front, shown) -> None:
-    typer.echo(f"{'energy (fJ)':>22} {'latency (cycles)':>18}  proven  fused groups")
+def _print_front(front, shown, frequency_mhz) -> None:
+    """The points in engineering units, and exactly: neighbours on a front often differ past 4 digits."""
+    from .report import duration, energy
+    typer.echo(f"{'energy':>10} {'latency':>16} {'energy (fJ)':>22} {'latency (cycles)':>18}  proven  fused groups")
     for p in shown:
-        typer.echo(f"{p.energy_fj:>22,} {p.latency_cycles:>18,}  {'yes' if p.proven else 'no':>6}  "
-                   f"{', '.join(p.groups) or '-'}")
+        typer.echo(f"{energy(p.energy_fj):>10} {duration(p.latency_cycles, frequency_mhz):>16} {p.energy_fj:>22,} "
+                   f"{p.latency_cycles:>18,}  {'yes' if p.proven else 'no':>6}  {', '.join(p.groups) or '-'}")
     what = "complete: every non-dominated mapping's figures are listed" if front.complete and len(shown) == \
         len(front.points) else ("complete" if front.complete else "not complete")
     if len(shown) < len(front.points):
