@@ -73,7 +73,8 @@ def connect(address: str, local_cpus: int | None = None):
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         if address == "local":
-            ray.init(num_cpus=local_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(address="local", num_cpus=local_cpus, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)   # "local": a new instance, even beside a running cluster
         else:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
     except Exception as exc:   # ConnectionError, ValueError, RuntimeError: Ray's own words, on one line

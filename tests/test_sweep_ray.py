@@ -122,7 +122,8 @@ def test_a_sweep_on_a_ray_cluster_gives_the_local_table_and_resumes(ray_head, lo
     assert _table(out) == rows
 
 
-def test_ray_local_starts_its_own_instance_with_the_same_table(local_table):
+def test_ray_local_starts_its_own_instance_with_the_same_table(ray_head, local_table):
+    """Beside the running head (`ray_head`, which also skips this where Ray cannot start): a new instance."""
     folder, rows = local_table
     cp = _run(folder / "s.yaml", "-o", folder / "ray_local", "--ray", "local", "--jobs", "2")
     assert cp.returncode == 0, cp.stderr
