@@ -16,6 +16,7 @@ from mapsolve.model.online import lock_step_ranges
 from mapsolve.model.spec import Instance, Mapping
 from mapsolve.model.variants import select
 
+from .paths import mapping_of
 from .results import SolveResult
 
 
@@ -93,13 +94,7 @@ def _unfused(inst: Instance, variant: Optional[str], segments, on_path: bool) ->
         others_bounded = all(s is best or s.status == "INFEASIBLE" or s.bound[0] >= best.values[0] for s in mine)
         proven = proven and best.status == "OPTIMAL" and others_bounded and \
             (len(block) == 1 or len({s.fusion for s in mine}) == len(mine))
-    maps, groups = [], []
-    for s in pieces:
-        ms, group = s.mapping
-        maps.extend(ms)
-        if group is not None:
-            groups.append(group)
-    mapping = Mapping(einsums=maps, groups=groups, variant=variant)
+    mapping = mapping_of(pieces, variant)
     try:
         ev = evaluate(inst, mapping)
     except MappingError as exc:   # each piece is valid alone and groups run in sequence: this is a bug

@@ -121,6 +121,17 @@ def lower_bounds(results, index: dict[str, int], n: int, unreached: Optional[Unr
     return lower
 
 
+def mapping_of(chosen, variant=None) -> Mapping:
+    """The whole mapping of a chain of segment results, in cascade order (each holds (einsum mappings, group))."""
+    einsum_maps, groups = [], []
+    for r in chosen:
+        maps, group = r.mapping
+        einsum_maps.extend(maps)
+        if group is not None:
+            groups.append(group)
+    return Mapping(einsums=einsum_maps, groups=groups, variant=variant)
+
+
 def _path(results: list[SegmentResult], index: dict[str, int], n: int, n_components: int) -> list[SegmentResult]:
     """The segments of the best known complete path."""
     best: dict[int, tuple] = {0: tuple(0 for _ in range(n_components))}
@@ -238,13 +249,7 @@ def combine(inst: Instance, names: list[str], results: list[SegmentResult], comp
         chosen.append(r)
         j = index[r.names[0]]
     chosen.reverse()
-    einsum_maps, groups = [], []
-    for r in chosen:
-        maps, group = r.mapping
-        einsum_maps.extend(maps)
-        if group is not None:
-            groups.append(group)
-    mapping = Mapping(einsums=einsum_maps, groups=groups)
+    mapping = mapping_of(chosen)
     try:
         evaluation = evaluate(inst, mapping)
     except MappingError as exc:
