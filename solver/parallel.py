@@ -165,14 +165,22 @@ def run_batch(processes: int, tasks: list[tuple], handle: Callable[[int, str, tu
     they come. Returns tag -> SegmentResult for the tasks that finished; on an interrupt the others are dropped and
     the pool is killed. A worker's exception (UnitTooFine, a bug) is raised here once the batch has stopped."""
     p = pool(processes)
-    futures = {p.submit(*t): t[2] for t in tasks}
+    # Events come back on one queue shared by every batch of the pool's life, and a worker's queue feeder may
+    # deliver a solve's last events after its result: tagged with this batch, a late event of an earlier batch (or
+    # an earlier search in this process) is recognised and dropped, never handed on as this batch's tag.
+    batch = next_batch()
+    futures = {p.submit(*t[:2], (batch, t[2]), *t[3:]): t[2] for t in tasks}
+
+    def ours(tag, kind, payload):
+        if isinstance(tag, tuple) and tag[0] == batch:
+            handle(tag[1], kind, payload)
     done: dict[int, object] = {}
     pending = set(futures)
     error = None
     try:
         while pending:
             finished, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
-            p.drain(handle)
+            p.drain(ours)
             for f in finished:
                 try:
                     done[futures[f]] = f.result()
@@ -182,7 +190,7 @@ def run_batch(processes: int, tasks: list[tuple], handle: Callable[[int, str, tu
                 if pending:
                     discard()
                 break
-        p.drain(handle)
+        p.drain(ours)
     except BaseException:
         discard()
         raise

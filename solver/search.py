@@ -509,27 +509,20 @@ def _search(inst: Instance, objective: str, components: list[str], budget: Budge
         """Plan k -> SegmentResult for the jobs `todo` solved in the worker processes (those finished)."""
         if not todo or control.interrupted:
             return {}
-        # Events come back on one queue shared by every batch of the pool's life, and a worker's queue feeder may
-        # deliver a solve's last events after its result: tagged with the batch, a late event of an earlier batch
-        # (or an earlier search in this process) is recognised and dropped, never credited to this batch's plan k.
-        batch = parallel.next_batch()
-        by_tag = {(batch, job["k"]): job for job in todo}
+        by_tag = {job["k"]: job for job in todo}
         blob_key, blob = instance_blob()
-        tasks = [(blob_key, blob, (batch, job["k"]), job["plan"], components, job["seconds"], seed, job["cutoff"],
-                  unit, job["det_seconds"], job["build"], cpsat_workers) for job in todo]
+        tasks = [(blob_key, blob, job["k"], job["plan"], components, job["seconds"], seed, job["cutoff"], unit,
+                  job["det_seconds"], job["build"], cpsat_workers) for job in todo]
 
         def handle(tag, kind, payload):
-            job = by_tag.get(tag)
-            if job is None:      # late: its solve's result is in already
-                return
+            job = by_tag[tag]    # only this batch's events reach here (parallel.run_batch)
             if kind == "model":
                 model_seen_of(job)(None, payload[0])
             elif kind == "solution" and (progress or events):
                 on_solution_of(job)(*payload)
             elif kind == "bound" and events:
                 on_bound_of(job)(*payload)
-        got = parallel.run_batch(processes, tasks, handle, lambda: control.interrupted)
-        return {tag[1]: r for tag, r in got.items()}
+        return parallel.run_batch(processes, tasks, handle, lambda: control.interrupted)
 
     blob_cache: list = []
 
