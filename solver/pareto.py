@@ -203,8 +203,7 @@ class _Knowledge:
             return None
         breaks = sorted({eps + 1 for eps, _, _, _ in self.records if eps is not None} |
                         {l for _, _, l, _ in self.records if l is not None} | {lo[1] + 1})
-        return next(L for L in breaks if lo[1] < L <= top and self.lb(L) < lo[0]) if any(
-            lo[1] < L <= top and self.lb(L) < lo[0] for L in breaks) else top
+        return next((L for L in breaks if lo[1] < L <= top and self.lb(L) < lo[0]), top)
 
 
 def spread_front(inst: Instance, plan, unit: int, floors: tuple[int, int], seconds: float,
