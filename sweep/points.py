@@ -1,6 +1,7 @@
 """Expanding a sweep into points and building each point's instance (dotted paths into the instance's JSON)."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -96,8 +97,8 @@ def instance_of(sweep: Sweep, folder: Path, params: dict, base: dict | None = No
         raise PointError(f"{next(iter(make_args))}: make arguments need a `make:` base")
     else:
         inst = None
-    doc = inst.model_dump(mode="json") if inst is not None else json.loads(json.dumps(
-        base if base is not None else base_document(sweep, folder)))   # a copy: set_path writes into it
+    doc = inst.model_dump(mode="json") if inst is not None else copy.deepcopy(
+        base if base is not None else base_document(sweep, folder))   # a copy: set_path writes into it
     for path, value in params.items():
         if not path.startswith("make."):
             set_path(doc, path, value)
